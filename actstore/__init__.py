@@ -1,0 +1,41 @@
+"""actstore: chunked activation stores, coresets and out-of-core interpretation of image classifiers.
+
+Heavy modules (torch, zarr, dask) load on first use of the name that needs them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "extract": "actstore.extract.extractor",
+    "ExtractResult": "actstore.extract.extractor",
+    "load_model": "actstore.extract.models",
+    "list_models": "actstore.extract.models",
+    "layer_names": "actstore.extract.models",
+    "resolve_dataset": "actstore.extract.datasets",
+    "open_store": "actstore.store.reader",
+    "ActivationStore": "actstore.store.reader",
+    "verify_store": "actstore.store.verify",
+    "Catalog": "actstore.catalog",
+    "open_catalog": "actstore.catalog",
+    "errors": "actstore.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = import_module(_EXPORTS[name])
+        value = module if name == "errors" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'actstore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,107 @@
+"""Train the demo models once on the digits train split and cache them under ``ACTSTORE_HOME``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import home
+from ..store.lock import WriterLock
+
+__all__ = ["demo_weights", "train_demo_model", "evaluate_accuracy", "TRAIN_SETTINGS"]
+
+TRAIN_SETTINGS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4,
+                                  "shift": 2, "seed": 0}
+MIN_ACCURACY = 0.95
+
+
+def _tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from ..extract.datasets import resolve_dataset
+
+    source = resolve_dataset(f"digits:{split}")
+    x = torch.stack([source.load(i) for i in range(source.n)])
+    return x, torch.as_tensor(source.labels)
+
+
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.inference_mode():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def train_demo_model(builder: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``builder`` (demo-resnet or demo-vgg) from a fixed seed; returns it and its metrics."""
+    from ..extract.models import _build
+
+    s = TRAIN_SETTINGS
+    torch.manual_seed(s["seed"])
+    gen = torch.Generator().manual_seed(s["seed"])
+    x, y = _tensors("train")
+    xv, yv = _tensors("val")
+    model = _build(builder, 10)
+    opt = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+    steps = s["epochs"] * -(-len(x) // s["batch_size"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s["lr"], total_steps=steps)
+    loss_fn = nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    for _ in range(s["epochs"]):
+        model.train()
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), s["batch_size"]):
+            idx = perm[i:i + s["batch_size"]]
+            dy, dx = torch.randint(-s["shift"], s["shift"] + 1, (2,), generator=gen).tolist()
+            xb = torch.roll(x[idx], shifts=(dy, dx), dims=(2, 3))  # small translations
+            opt.zero_grad()
+            loss_fn(model(xb), y[idx]).backward()
+            opt.step()
+            sched.step()
+    acc = evaluate_accuracy(model, xv, yv)
+    return model, {"val_accuracy": acc, "train_seconds": round(time.perf_counter() - start, 1),
+                   "settings": s, "n_train": len(x), "n_val": len(xv)}
+
+
+def demo_weights(builder: str) -> Path:
+    """Path of the cached state dict for ``builder``, training it first if it is not there."""
+    folder = home() / "models"
+    path = folder / f"{builder}.pt"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_dir = folder / f".{builder}.training"
+    lock_dir.mkdir(exist_ok=True)
+    with WriterLock(lock_dir, f"demo model {builder}"):
+        if path.is_file():  # another process trained it while we waited
+            return path
+        print(f"training {builder} on digits (once; cached in {folder})...", file=sys.stderr, flush=True)
+        model, metrics = train_demo_model(builder)
+        if metrics["val_accuracy"] < MIN_ACCURACY:
+            raise RuntimeError(f"{builder} reached only {metrics['val_accuracy']:.3f} validation accuracy")
+        print(f"{builder}: validation accuracy {metrics['val_accuracy']:.3f} "
+              f"({metrics['train_seconds']} s)", file=sys.stderr, flush=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        os.close(fd)
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+        (folder / f"{builder}.json").write_text(json.dumps(metrics, indent=1))
+    return path
+
+
+def demo_metrics(builder: str) -> dict[str, Any]:
+    """The training record of a cached demo model (accuracy, seconds, settings)."""
+    path = home() / "models" / f"{builder}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+if __name__ == "__main__":  # pragma: no cover - manual check
+    for b in ("demo-resnet", "demo-vgg"):
+        _, m = train_demo_model(b)
+        print(b, m, np.round(m["val_accuracy"], 4))

@@ -1,0 +1,76 @@
+"""Human- and JSON-friendly descriptions of stores and models (``actstore info``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["describe_store", "describe_model", "format_store", "format_model"]
+
+
+def _size_on_disk(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def describe_store(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Layers and shapes, classes with row counts, rows, size on disk and provenance of a store."""
+    from .store.reader import open_store
+
+    store = open_store(path)
+    counts = dict(zip(store.classes, map(int, store.class_offsets[1:] - store.class_offsets[:-1]), strict=True))
+    arrays = {}
+    for name in ["samples/logits", *[f"layers/{layer}/{k}" for layer in store.layers for k in ("maps", "pooled")],
+                 *(["units/energy"] if store.has_units else [])]:
+        arr = store.array(name)
+        arrays[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype), "chunks": list(arr.chunks)}
+    return {"path": str(store.path), "rows": store.n_rows, "classes": counts, "layers": store.provenance["layers"],
+            "arrays": arrays, "bytes_on_disk": _size_on_disk(store.path), "provenance": store.provenance}
+
+
+def describe_model(name: str, weights: str | None = None) -> dict[str, Any]:
+    """Every layer node of a model with its output shape on one input, and its ReLU-call units."""
+    import torch
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from .extract.models import layer_names, load_model
+    from .extract.probe import Probe
+
+    loaded = load_model(name, weights or "random")
+    names = layer_names(loaded.module)
+    x = torch.zeros(1, 3, loaded.input_size, loaded.input_size)
+    with torch.inference_mode():
+        out = create_feature_extractor(loaded.module, return_nodes=names).eval()(x)
+    layers = [{"name": n, "shape": list(out[n].shape[1:])} for n in names]
+    probe = Probe(loaded, [], units=True)
+    probe.describe(x)
+    default = None
+    try:
+        default = loaded.default_layer
+    except Exception:  # noqa: BLE001 - models without a default layer
+        default = None
+    return {"model": name, "builder": loaded.builder, "family": loaded.family, "input_size": loaded.input_size,
+            "default_layer": default, "layers": layers,
+            "units": {"n_units": sum(c for _, c in probe.unit_layers), "relu_calls": len(probe.unit_layers)}}
+
+
+def format_store(d: dict[str, Any]) -> str:
+    p = d["provenance"]
+    lines = [f"store     {d['path']}",
+             f"rows      {d['rows']}   classes {len(d['classes'])}   on disk {d['bytes_on_disk'] / 1e6:,.1f} MB",
+             f"model     {p['model']['name']} ({p['model']['builder']}, weights {p['model']['weights']})",
+             f"dataset   {p['dataset']['spec']}  fingerprint {p['dataset']['fingerprint']}",
+             f"key       {p['key']}   dtype {p['dtype']}   status {p['status']}"]
+    lines += [f"array     {name:<28} {tuple(a['shape'])} {a['dtype']} chunks {tuple(a['chunks'])}"
+              for name, a in d["arrays"].items()]
+    counts = ", ".join(f"{c}:{n}" for c, n in list(d["classes"].items())[:20])
+    lines.append(f"per class {counts}{' ...' if len(d['classes']) > 20 else ''}")
+    return "\n".join(lines)
+
+
+def format_model(d: dict[str, Any]) -> str:
+    lines = [f"model {d['model']} ({d['builder']}, {d['family']}), input {d['input_size']}px, "
+             f"default layer {d['default_layer']}, VEBI units {d['units']['n_units']} "
+             f"over {d['units']['relu_calls']} ReLU calls"]
+    lines += [f"  {layer['name']:<32} {tuple(layer['shape'])}" for layer in d["layers"]]
+    return "\n".join(lines)

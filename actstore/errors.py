@@ -1,0 +1,69 @@
+"""Typed errors. Each says what was wrong, where, and how to fix it.
+
+The CLI prints ``str(error)`` on one line to stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActstoreError",
+    "CatalogError",
+    "DatasetError",
+    "ModelError",
+    "LayerError",
+    "WeightsError",
+    "StoreError",
+    "StoreExistsError",
+    "StoreLockedError",
+    "StoreIncompleteError",
+    "StoreCorruptError",
+    "OutputNotWritableError",
+]
+
+
+class ActstoreError(Exception):
+    """Base of every error actstore raises on purpose."""
+
+
+class CatalogError(ActstoreError, ValueError):
+    """A catalog.yaml is malformed, or names something it does not hold."""
+
+
+class DatasetError(ActstoreError, ValueError):
+    """A dataset spec is unknown, or the data behind it is unusable."""
+
+
+class ModelError(ActstoreError, ValueError):
+    """A model name is unknown, or the model cannot be built."""
+
+
+class LayerError(ActstoreError, ValueError):
+    """A layer name is not a node of the model."""
+
+
+class WeightsError(ActstoreError, ValueError):
+    """Weights are missing, corrupt, or for another architecture."""
+
+
+class StoreError(ActstoreError, ValueError):
+    """An activation store cannot be used as asked."""
+
+
+class StoreExistsError(StoreError):
+    """The output path holds a store with other provenance."""
+
+
+class StoreLockedError(StoreError):
+    """Another process is writing the store."""
+
+
+class StoreIncompleteError(StoreError):
+    """The store's extraction has not finished."""
+
+
+class StoreCorruptError(StoreError):
+    """Chunks are missing or unreadable, or the schema does not match."""
+
+
+class OutputNotWritableError(ActstoreError, OSError):
+    """The output location cannot be written."""

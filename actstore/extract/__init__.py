@@ -1,0 +1,8 @@
+"""Models, datasets and the extractor that fills activation stores."""
+
+from .datasets import DatasetSource, resolve_dataset
+from .extractor import ExtractResult, extract
+from .models import LoadedModel, layer_names, list_models, load_model
+
+__all__ = ["DatasetSource", "resolve_dataset", "ExtractResult", "extract", "LoadedModel", "layer_names",
+           "list_models", "load_model"]

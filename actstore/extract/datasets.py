@@ -1,0 +1,200 @@
+"""Datasets by spec string: ``digits[:train|val]``, ``imagefolder:PATH``, ``synthetic:k=v,...``.
+
+Each resolves to a :class:`DatasetSource` that knows its labels and fingerprint before any image
+is decoded, so the store's class-contiguous row order is fixed up front. Sample ids are positions
+in the dataset's canonical order (sorted file paths for ImageFolder) and never change.
+
+Unreadable images (truncated or corrupt files with an image extension) stop the extraction with
+an error naming the file: fix or remove it and rerun (a resumed run keeps the finished blocks).
+Files without an image extension are not part of an ImageFolder and are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DatasetError
+
+__all__ = ["DatasetSource", "resolve_dataset", "DIGITS_SIZE", "digits_split"]
+
+DIGITS_SIZE = 32
+DIGITS_MEAN, DIGITS_STD = 0.3, 0.4  # of digits pixels / 16
+_SPLIT_SEED, _VAL_FRACTION = 0, 0.2
+
+
+def _fingerprint(kind: str, items: list[str] | np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256(kind.encode())
+    h.update("\n".join(map(str, items)).encode() if isinstance(items, list) else np.ascontiguousarray(items).tobytes())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class DatasetSource:
+    """A dataset, resolved: labels in canonical order, class names, fingerprint, item loader."""
+
+    spec: str
+    classes: list[str]
+    labels: np.ndarray  # (N,) int in canonical sample order
+    fingerprint: str
+    preprocessing: dict[str, Any]
+    load: Callable[[int], torch.Tensor]  # sample id -> preprocessed CHW float tensor
+    info: dict[str, Any] = field(default_factory=dict)
+    needs_transform: bool = False  # imagefolder: the caller picks the transform
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    def torch_dataset(self, ids: np.ndarray) -> _Rows:
+        return _Rows(self, ids)
+
+
+class _Rows(Dataset):
+    """Rows of a store in order; an item is ``(image, row, error)``, error "" when the load worked."""
+
+    def __init__(self, source: DatasetSource, ids: np.ndarray) -> None:
+        self.source, self.ids = source, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            return self.source.load(int(self.ids[row])), row, ""
+        except Exception as exc:  # noqa: BLE001 - reported by the extractor with the file name
+            return torch.zeros(0), row, f"{type(exc).__name__}: {exc}"
+
+
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn digits, fixed stratified 80/20 split: (images 8x8, labels, train idx, val idx)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    idx = np.arange(len(data.target))
+    train, val = train_test_split(idx, test_size=_VAL_FRACTION, stratify=data.target, random_state=_SPLIT_SEED)
+    return data.images.astype(np.float32), data.target.astype(np.int64), np.sort(train), np.sort(val)
+
+
+def _digits(split: str) -> DatasetSource:
+    if split not in ("train", "val"):
+        raise DatasetError(f"digits has splits 'train' and 'val', not '{split}' (use digits:train or digits:val)")
+    images, target, train, val = digits_split()
+    chosen = train if split == "train" else val
+    x = torch.from_numpy(images[chosen] / 16.0)[:, None]
+    x = torch.nn.functional.interpolate(x, size=(DIGITS_SIZE, DIGITS_SIZE), mode="bilinear", align_corners=False)
+    x = ((x - DIGITS_MEAN) / DIGITS_STD).expand(-1, 3, -1, -1).contiguous()
+    labels = target[chosen]
+    return DatasetSource(
+        spec=f"digits:{split}",
+        classes=[str(i) for i in range(10)],
+        labels=labels,
+        fingerprint=_fingerprint(f"digits:{split}", chosen.astype(np.int64), labels),
+        preprocessing={"source": "sklearn.datasets.load_digits", "scale": "1/16", "resize": DIGITS_SIZE,
+                       "interpolation": "bilinear", "channels": 3, "mean": DIGITS_MEAN, "std": DIGITS_STD},
+        load=lambda i: x[i],
+        info={"split": split, "source_index": chosen.tolist()},
+    )
+
+
+def _synthetic(args: str) -> DatasetSource:
+    params = {"n": 64, "classes": 4, "size": 32, "seed": 0}
+    for part in filter(None, args.split(",")):
+        key, _, value = part.partition("=")
+        if key not in params or not value.lstrip("-").isdigit():
+            raise DatasetError(f"bad synthetic parameter '{part}'; use synthetic:n=N,classes=C,size=S,seed=K")
+        params[key] = int(value)
+    n, c, size, seed = params["n"], params["classes"], params["size"], params["seed"]
+    if n < 1 or c < 1 or size < 8:
+        raise DatasetError(f"synthetic dataset needs n >= 1, classes >= 1, size >= 8 (got {params})")
+    labels = (np.arange(n) * 7919 % n) % c  # classes interleaved in id order: exercises the row sort
+    freqs = np.random.default_rng(seed).uniform(0.5, 3.0, size=(c, 3, 2))
+
+    def load(i: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        yy, xx = torch.meshgrid(torch.linspace(0, 6.28, size), torch.linspace(0, 6.28, size), indexing="ij")
+        f = torch.as_tensor(freqs[labels[i]], dtype=torch.float32)
+        base = torch.stack([torch.sin(f[k, 0] * yy + f[k, 1] * xx) for k in range(3)])
+        return base + 0.3 * torch.randn(3, size, size, generator=g)
+
+    return DatasetSource(
+        spec=f"synthetic:n={n},classes={c},size={size},seed={seed}",
+        classes=[f"class{k}" for k in range(c)],
+        labels=labels.astype(np.int64),
+        fingerprint=_fingerprint(f"synthetic:{n}:{c}:{size}:{seed}", list(map(str, range(n))), labels),
+        preprocessing={"synthetic": params},
+        load=load,
+    )
+
+
+def _imagefolder(root: str, transform: Callable[[Any], torch.Tensor] | None, preprocessing: dict[str, Any]
+                 ) -> DatasetSource:
+    from torchvision.datasets import ImageFolder
+
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DatasetError(f"imagefolder:{root}: no such directory")
+    try:
+        folder = ImageFolder(str(path))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"imagefolder:{root}: {exc} (expected one sub-folder of images per class)") from None
+    counts = np.bincount(np.asarray(folder.targets, dtype=np.int64), minlength=len(folder.classes))
+    empty = [folder.classes[i] for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DatasetError(f"imagefolder:{root}: class folder(s) with no images: {', '.join(empty)}")
+    rel = [str(Path(p).relative_to(path)) for p, _ in folder.samples]
+    labels = np.asarray(folder.targets, dtype=np.int64)
+    files = [p for p, _ in folder.samples]
+
+    def load(i: int) -> torch.Tensor:
+        from PIL import Image
+
+        if transform is None:
+            raise DatasetError("imagefolder needs a transform: pass weights or --resize/--crop")
+        try:
+            with Image.open(files[i]) as img:
+                img = img.convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
+            raise DatasetError(f"cannot decode image {files[i]} (sample id {i}): {exc}; "
+                               "fix or remove the file and rerun") from None
+        return transform(img)
+
+    return DatasetSource(
+        spec=f"imagefolder:{path}",
+        classes=list(folder.classes),
+        labels=labels,
+        fingerprint=_fingerprint("imagefolder", rel, labels),
+        preprocessing=preprocessing,
+        load=load,
+        info={"root": str(path)},
+        needs_transform=True,
+    )
+
+
+def resolve_dataset(
+    spec: str,
+    *,
+    transform: Callable[[Any], torch.Tensor] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+) -> DatasetSource:
+    """Resolve a dataset spec. ``transform`` (PIL -> tensor) is used by ``imagefolder`` only."""
+    kind, _, arg = spec.partition(":")
+    if kind == "digits":
+        return _digits(arg or "train")
+    if kind == "synthetic":
+        return _synthetic(arg)
+    if kind == "imagefolder":
+        if not arg:
+            raise DatasetError("imagefolder needs a path: imagefolder:/path/to/root")
+        return _imagefolder(arg, transform, preprocessing or {})
+    raise DatasetError(f"unknown dataset spec '{spec}'; use digits[:train|val], imagefolder:PATH or "
+                       "synthetic:n=N,classes=C,size=S,seed=K (or a dataset name from the catalog)")

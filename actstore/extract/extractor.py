@@ -1,0 +1,328 @@
+"""Extract a model's activations over a dataset into an activation store, resumably."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..catalog import Catalog, lookup, open_catalog
+from ..config import home
+from ..errors import DatasetError, StoreError, StoreExistsError
+from ..store.reader import ActivationStore, read_provenance
+from ..store.schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
+from ..store.writer import StoreWriter
+from .datasets import DatasetSource, resolve_dataset
+from .models import LoadedModel, load_model
+from .probe import _LOGITS, Probe
+
+__all__ = ["extract", "ExtractResult", "resolve_device", "package_versions"]
+
+
+@dataclass
+class ExtractResult:
+    path: Path
+    name: str
+    reused: bool
+    resumed_blocks: int
+    written_blocks: int
+
+    @property
+    def store(self) -> ActivationStore:
+        return ActivationStore(self.path)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StoreError(f"device '{device}' asked for, but torch sees no CUDA device; use --device cpu")
+    return torch.device(device)
+
+
+def package_versions() -> dict[str, str]:
+    import dask
+    import numpy
+    import torchvision
+    import zarr
+
+    from .. import __version__
+
+    return {"actstore": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "zarr": zarr.__version__, "numpy": numpy.__version__, "dask": dask.__version__}
+
+
+class _BlockBatches(Sampler[list[int]]):
+    """Batches that never straddle a ledger block, over the pending blocks only.
+
+    Every block is cut into the same batches whether or not the run was resumed, so the
+    numbers written are identical either way.
+    """
+
+    def __init__(self, blocks: list[int], block_rows: int, n_rows: int, batch_size: int) -> None:
+        self.blocks, self.block_rows, self.n_rows, self.batch_size = blocks, block_rows, n_rows, batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for b in self.blocks:
+            start, stop = b * self.block_rows, min((b + 1) * self.block_rows, self.n_rows)
+            for s in range(start, stop, self.batch_size):
+                yield list(range(s, min(s + self.batch_size, stop)))
+
+    def __len__(self) -> int:
+        return sum(-(-(min((b + 1) * self.block_rows, self.n_rows) - b * self.block_rows) // self.batch_size)
+                   for b in self.blocks)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80]
+
+
+def _resolve_source(dataset: str, loaded: LoadedModel, catalog: Catalog, transform: Any,
+                    preprocessing: dict[str, Any] | None) -> DatasetSource:
+    entry = lookup("datasets", dataset, catalog)
+    spec = entry["spec"] if entry else dataset
+    tf = transform if transform is not None else loaded.transform
+    prep = preprocessing if preprocessing is not None else loaded.preprocessing
+    source = resolve_dataset(spec, transform=tf, preprocessing=prep)
+    if entry and entry.get("fingerprint") and entry["fingerprint"] != source.fingerprint:
+        raise DatasetError(f"dataset '{dataset}' has fingerprint {source.fingerprint}, but the catalog "
+                           f"records {entry['fingerprint']}: the data changed; update or remove the entry")
+    if source.n == 0:
+        raise DatasetError(f"dataset '{dataset}' has no samples")
+    return source
+
+
+def extract(
+    model: str,
+    dataset: str,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    layers: list[str] | None = None,
+    units: bool = False,
+    weights: str | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    dtype: str = "float16",
+    workers: int | None = None,
+    overwrite: bool = False,
+    catalog: str | os.PathLike[str] | Catalog | None = None,
+    block_rows: int | None = None,
+    transform: Any = None,
+    preprocessing: dict[str, Any] | None = None,
+    name: str | None = None,
+    progress: bool = True,
+) -> ExtractResult:
+    """Extract ``model``'s activations over ``dataset`` into a store, and register it in the catalog.
+
+    A finished store with the same provenance is reused (and said so); an interrupted one is
+    resumed from its ledger. ``layers`` default to the model's last conv block; ``units`` adds
+    VEBI's unit features over every ReLU call. Returns where the store is and what was done.
+    """
+    if dtype not in ("float16", "float32"):
+        raise StoreError(f"--dtype must be float16 or float32, not '{dtype}'")
+    if batch_size < 1:
+        raise StoreError(f"--batch-size must be >= 1, not {batch_size}")
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    loaded = load_model(model, weights, catalog=cat)
+    source = _resolve_source(dataset, loaded, cat, transform, preprocessing)
+    layers = list(dict.fromkeys(layers or [loaded.default_layer]))
+    dev = resolve_device(device)
+
+    order = np.argsort(source.labels, kind="stable")  # class-contiguous rows, ids ascending within a class
+    probe = Probe(loaded, layers, units)
+    first = source.load(int(order[0]))
+    shapes = probe.describe(first[None])
+    layer_specs = [LayerSpec(n, *shapes[n]) for n in layers]
+    n_logits = shapes[_LOGITS][0]
+    spec = StoreSpec(sample_ids=order.astype(np.int64), labels=source.labels[order].astype(np.int32),
+                     class_names=source.classes, n_logits=n_logits, layers=layer_specs,
+                     unit_layers=list(probe.unit_layers), maps_dtype=dtype)
+    widest = max([np.dtype(dtype).itemsize * int(np.prod(s.shape)) for s in layer_specs] + [4 * spec.n_units])
+    spec.block_rows = choose_block_rows(widest, spec.n_rows, block_rows)
+
+    content = {
+        "schema_version": SCHEMA_VERSION,
+        "model": {k: v for k, v in loaded.provenance().items() if k != "name"},
+        "layers": {s.name: list(s.shape) for s in layer_specs},
+        "units": bool(units),
+        "preprocessing": {**source.preprocessing},
+        "dataset": source.fingerprint,
+        "dtype": dtype,
+    }
+    key = provenance_key(content)
+    provenance = {
+        "key": key,
+        "model": loaded.provenance(),
+        "layers": content["layers"],
+        "n_logits": n_logits,
+        "units": {"n_units": spec.n_units, "scope": "features" if loaded.family == "vgg" else "model",
+                  "feature": "channel energy / layer energy, per ReLU call",
+                  "layers": [[n, c] for n, c in spec.unit_layers]} if units else None,
+        "preprocessing": source.preprocessing,
+        "dataset": {"spec": source.spec, "name": dataset, "fingerprint": source.fingerprint,
+                    "n_rows": spec.n_rows, "classes": len(source.classes)},
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "versions": package_versions(),
+    }
+    store_name = name or _slug(f"{loaded.name}_{source.spec.replace('imagefolder:', '')}")
+    path = Path(out) if out is not None else home() / "stores" / f"{store_name}-{key}.zarr"
+    say = _Say(progress)
+
+    reused = _reusable(path, key, overwrite, cat)
+    if reused is not None:
+        say(f"reusing the finished store {reused} (same provenance, key {key}); nothing to compute")
+        return ExtractResult(reused, _register(cat, store_name, reused, provenance), True, 0, 0)
+
+    say(f"store: {path}  rows: {spec.n_rows}  classes: {len(spec.class_names)}  layers: "
+        + ", ".join(f"{s.name} {s.height}x{s.width}x{s.channels}" for s in layer_specs)
+        + (f"  units: {spec.n_units}" if units else ""))
+    estimate = spec.n_rows * spec.row_bytes()
+    free = shutil.disk_usage(_existing_parent(path)).free
+    say(f"disk: up to {estimate / 1e6:,.1f} MB before compression ({free / 1e9:,.1f} GB free)")
+    if estimate > free:
+        say("warning: the store may not fit on this disk uncompressed")
+
+    with StoreWriter(path, spec, provenance, overwrite=overwrite) as writer:
+        pending = writer.pending_blocks()
+        if writer.resumed_blocks:
+            batch_size = int(writer.group.attrs["actstore"].get("batch_size", batch_size))
+            say(f"resuming: {writer.resumed_blocks} of {spec.n_blocks} blocks already written")
+        _run(writer, probe.to(dev), source, spec, pending, batch_size, dev, workers, say)
+        writer.finalize({"store_path": str(path)})
+    say(f"done: {path}")
+    return ExtractResult(path, _register(cat, store_name, path, provenance), False,
+                         writer.resumed_blocks, len(pending))
+
+
+def _existing_parent(path: Path) -> Path:
+    p = path.resolve()
+    while not p.exists():
+        p = p.parent
+    return p
+
+
+def _reusable(path: Path, key: str, overwrite: bool, cat: Catalog) -> Path | None:
+    if path.exists():
+        try:
+            attrs = read_provenance(path)
+        except StoreError:
+            attrs = {}
+        if attrs.get("key") == key and attrs.get("status") == "complete":
+            return path
+        if not overwrite:
+            what = f"a store with other provenance (key {attrs.get('key')})" if attrs else "other files"
+            raise StoreExistsError(f"{path} already holds {what}; pass --overwrite to replace it "
+                                   f"(the old one is kept until the new one is complete)")
+        return None
+    name = cat.find("stores", key=key)
+    if name is not None and not overwrite:
+        found = cat.resolve(cat.get("stores", name))
+        try:
+            if read_provenance(found).get("status") == "complete":
+                return found
+        except StoreError:
+            return None
+    return None
+
+
+def _register(cat: Catalog, name: str, path: Path, provenance: dict[str, Any]) -> str:
+    existing = cat.entries("stores").get(name)
+    if existing and existing.get("key") != provenance["key"]:
+        name = f"{name}-{provenance['key'][:6]}"
+    summary = {k: provenance[k] for k in ("model", "layers", "dataset", "dtype")}
+    summary["units"] = bool(provenance["units"])
+    cat.add("stores", name, {"path": str(path), "fingerprint": provenance["dataset"]["fingerprint"],
+                             "key": provenance["key"], "provenance": summary})
+    return name
+
+
+class _Say:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+
+def _run(writer: StoreWriter, probe: Probe, source: DatasetSource, spec: StoreSpec, pending: list[int],
+         batch_size: int, dev: torch.device, workers: int | None, say: _Say) -> None:
+    if not pending:
+        return
+    if workers is None:
+        workers = min(4, max(1, (os.cpu_count() or 2) - 1)) if source.needs_transform else 0
+    loader = DataLoader(source.torch_dataset(spec.sample_ids),
+                        batch_sampler=_BlockBatches(pending, spec.block_rows, spec.n_rows, batch_size),
+                        num_workers=workers, pin_memory=dev.type == "cuda",
+                        persistent_workers=False)
+    buffers = _BlockBuffer(spec)
+    bar = _progress(say.enabled, sum(writer.block_slice(b).stop - writer.block_slice(b).start for b in pending))
+    with bar:
+        task = bar.add_task("extract", total=bar.total_rows)
+        for images, rows, errors in loader:
+            bad = [e for e in errors if e]
+            if bad:
+                raise DatasetError(bad[0] if "sample id" in bad[0] else
+                                   f"cannot load sample id {int(spec.sample_ids[int(rows[0])])}: {bad[0]}")
+            logits, maps, energy = probe(images.to(dev, non_blocking=True))
+            block = int(rows[0]) // spec.block_rows
+            buffers.add(int(rows[0]) - block * spec.block_rows, logits, maps, energy)
+            stop = writer.block_slice(block).stop
+            if int(rows[-1]) + 1 == stop:
+                writer.write_block(block, **buffers.take(stop - block * spec.block_rows))
+            bar.update(task, advance=len(rows))
+
+
+class _BlockBuffer:
+    """Collects one block's rows on the host, channels-last, in the store's dtypes."""
+
+    def __init__(self, spec: StoreSpec) -> None:
+        b = spec.block_rows
+        self.logits = np.zeros((b, spec.n_logits), np.float32)
+        self.maps = {s.name: np.zeros((b, *s.shape), spec.maps_dtype) for s in spec.layers}
+        self.pooled = {s.name: np.zeros((b, s.channels), np.float32) for s in spec.layers}
+        self.energy = np.zeros((b, spec.n_units), np.float32) if spec.unit_layers else None
+        self.dtype = getattr(torch, spec.maps_dtype)
+
+    def add(self, at: int, logits: torch.Tensor, maps: dict[str, torch.Tensor], energy: torch.Tensor | None) -> None:
+        n = logits.shape[0]
+        self.logits[at:at + n] = logits.float().cpu().numpy()
+        for name, m in maps.items():
+            self.pooled[name][at:at + n] = m.float().mean(dim=(2, 3)).cpu().numpy()
+            self.maps[name][at:at + n] = m.permute(0, 2, 3, 1).to(self.dtype).cpu().numpy()
+        if self.energy is not None and energy is not None:
+            self.energy[at:at + n] = energy.cpu().numpy()
+
+    def take(self, n: int) -> dict[str, Any]:
+        return {"logits": self.logits[:n], "maps": {k: v[:n] for k, v in self.maps.items()},
+                "pooled": {k: v[:n] for k, v in self.pooled.items()},
+                "energy": None if self.energy is None else self.energy[:n]}
+
+
+def _progress(enabled: bool, total_rows: int) -> Any:
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    class _Rate(TextColumn):
+        def render(self, task: Any) -> Any:  # images/s
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} img/s" if speed else "… img/s")
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                   _Rate(""), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                   console=Console(stderr=True), disable=not enabled, transient=False)
+    bar.total_rows = total_rows  # type: ignore[attr-defined]
+    return bar

@@ -1,0 +1,172 @@
+"""Read an activation store lazily: small per-row metadata in memory, activations as dask arrays."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ..errors import StoreCorruptError, StoreError, StoreIncompleteError
+from .writer import partial_path
+
+__all__ = ["ActivationStore", "open_store", "read_provenance"]
+
+Rows = slice | np.ndarray | list[int] | None
+
+
+def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``actstore`` attributes of the store at ``path`` (provenance, status, key)."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        if (partial_path(path) / "zarr.json").is_file():
+            raise StoreIncompleteError(
+                f"{path}: extraction has not finished (progress is in {partial_path(path)}); "
+                "rerun the same extract command to resume it"
+            )
+        raise StoreError(f"{path}: no activation store here (no zarr.json)")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad metadata
+        raise StoreCorruptError(f"{path}: unreadable store metadata ({exc})") from None
+    attrs = group.attrs.get("actstore")
+    if not isinstance(attrs, dict):
+        raise StoreError(f"{path}: a zarr group, but not an actstore store (no 'actstore' attributes)")
+    return dict(attrs)
+
+
+class ActivationStore:
+    """A finished store. Nothing here loads a whole layer: ``maps``/``pooled`` return dask arrays."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.provenance = read_provenance(self.path)
+        status = self.provenance.get("status")
+        if status != "complete":
+            raise StoreIncompleteError(f"{self.path}: store status is '{status}', not 'complete'")
+        self.group = zarr.open_group(str(self.path), mode="r")
+
+    def __repr__(self) -> str:
+        return (f"ActivationStore({str(self.path)!r}, rows={self.n_rows}, classes={len(self.classes)}, "
+                f"layers={self.layers})")
+
+    # -- metadata ----------------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        return list(self.provenance["classes"])
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.provenance.get("layers", {}))
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.group["samples/ids"].shape[0])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.provenance["dataset"]["fingerprint"])
+
+    @property
+    def key(self) -> str:
+        return str(self.provenance["key"])
+
+    @property
+    def has_units(self) -> bool:
+        return "units" in self.group
+
+    @cached_property
+    def class_offsets(self) -> np.ndarray:
+        return np.asarray(self.group["samples/class_offsets"][:])
+
+    @cached_property
+    def sample_ids(self) -> np.ndarray:
+        return np.asarray(self.group["samples/ids"][:])
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.group["samples/labels"][:])
+
+    def class_rows(self, c: int) -> slice:
+        """The contiguous rows of class ``c``."""
+        if not 0 <= c < len(self.classes):
+            raise StoreError(f"{self.path}: class {c} out of range 0..{len(self.classes) - 1}")
+        return slice(int(self.class_offsets[c]), int(self.class_offsets[c + 1]))
+
+    def rows_for_ids(self, ids: np.ndarray | list[int]) -> np.ndarray:
+        """Rows holding the dataset sample ``ids`` (in the order given)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(self.sample_ids, kind="stable")
+        sorted_ids = self.sample_ids[order]
+        pos = np.searchsorted(sorted_ids, ids)
+        pos = np.clip(pos, 0, len(sorted_ids) - 1)
+        found = sorted_ids[pos] == ids
+        if not found.all():
+            missing = ids[~found]
+            raise StoreError(
+                f"{self.path}: {missing.size} sample id(s) not in this store, e.g. {missing[:5].tolist()}"
+            )
+        return order[pos]
+
+    @cached_property
+    def unit_table(self) -> list[tuple[str, int]]:
+        """(relu call name, channel) of each VEBI unit, in ``units/energy`` column order."""
+        self._require_units()
+        names = self.group["units/table/layer"][:]
+        channels = self.group["units/table/channel"][:]
+        return [(str(n), int(c)) for n, c in zip(names, channels, strict=True)]
+
+    # -- activations (lazy) ------------------------------------------------------
+    def array(self, path: str) -> zarr.Array:
+        """The raw zarr array at ``path`` inside the store."""
+        try:
+            arr = self.group[path]
+        except KeyError:
+            raise StoreError(f"{self.path}: no array '{path}' in this store") from None
+        assert isinstance(arr, zarr.Array)
+        return arr
+
+    def _dask(self, path: str, rows: Rows) -> Any:
+        import dask.array as da
+
+        arr = da.from_zarr(self.array(path))
+        if rows is None:
+            return arr
+        if isinstance(rows, slice):
+            return arr[rows]
+        return arr[np.asarray(rows, dtype=np.int64)]
+
+    def _layer(self, layer: str | None) -> str:
+        if layer is None:
+            return self.layers[-1]
+        if layer not in self.layers:
+            raise StoreError(f"{self.path}: no layer '{layer}'; this store has {', '.join(self.layers)}")
+        return layer
+
+    def maps(self, layer: str | None = None, rows: Rows = None) -> Any:
+        """Spatial maps (rows, H, W, D), channels-last, as a dask array over the zarr chunks."""
+        return self._dask(f"layers/{self._layer(layer)}/maps", rows)
+
+    def pooled(self, layer: str | None = None, rows: Rows = None) -> Any:
+        """Global average pool (rows, D) float32 of ``layer`` (default: the last one), as dask."""
+        return self._dask(f"layers/{self._layer(layer)}/pooled", rows)
+
+    def logits(self, rows: Rows = None) -> Any:
+        return self._dask("samples/logits", rows)
+
+    def unit_energy(self, rows: Rows = None) -> Any:
+        """VEBI unit features (rows, P): each ReLU call's channel energy share."""
+        self._require_units()
+        return self._dask("units/energy", rows)
+
+    def _require_units(self) -> None:
+        if not self.has_units:
+            raise StoreError(f"{self.path}: no unit features; extract with --units")
+
+
+def open_store(path: str | os.PathLike[str]) -> ActivationStore:
+    """Open a finished activation store for reading."""
+    return ActivationStore(path)

@@ -1,0 +1,102 @@
+"""Check a store chunk by chunk: ledger complete, schema as recorded, every chunk present and decodable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+
+from ..errors import ActstoreError
+from .reader import read_provenance
+from .writer import partial_path
+
+__all__ = ["VerifyReport", "verify_store"]
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    chunks_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+_LEDGER_PREFIXES = ("samples/logits", "layers/", "units/energy")
+
+
+def _expected(attrs: dict) -> dict[str, tuple[tuple[int, ...], str]]:
+    n = int(attrs["dataset"]["n_rows"])
+    out = {
+        "samples/ids": ((n,), "int64"),
+        "samples/labels": ((n,), "int32"),
+        "samples/class_offsets": ((len(attrs["classes"]) + 1,), "int64"),
+        "samples/logits": ((n, int(attrs["n_logits"])), "float32"),
+    }
+    for name, shape in attrs.get("layers", {}).items():
+        out[f"layers/{name}/maps"] = ((n, *shape), attrs["dtype"])
+        out[f"layers/{name}/pooled"] = ((n, shape[-1]), "float32")
+    if attrs.get("units"):
+        out["units/energy"] = ((n, int(attrs["units"]["n_units"])), "float32")
+    return out
+
+
+def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
+    """Verify the store at ``path`` (a finished store, or an unfinished ``PATH.partial``)."""
+    path = Path(path)
+    target = path if (path / "zarr.json").exists() or not partial_path(path).exists() else partial_path(path)
+    report = VerifyReport(str(target))
+    try:
+        attrs = read_provenance(target) if target == path else dict(
+            zarr.open_group(str(target), mode="r").attrs["actstore"])
+    except ActstoreError as exc:
+        report.problems.append(str(exc))
+        return report
+    group = zarr.open_group(str(target), mode="r")
+    if attrs.get("status") != "complete":
+        report.problems.append(f"status is '{attrs.get('status')}', not 'complete'")
+    try:
+        done = np.asarray(group["progress/done"][:], dtype=bool)
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(f"progress/done: unreadable ledger ({exc})")
+        return report
+    if not done.all():
+        report.problems.append(f"progress/done: {int((~done).sum())} of {done.size} blocks not written")
+
+    for name, (shape, dtype) in _expected(attrs).items():
+        try:
+            arr = group[name]
+        except KeyError:
+            report.problems.append(f"{name}: missing array")
+            continue
+        if tuple(arr.shape) != tuple(shape) or str(arr.dtype) != dtype:
+            report.problems.append(
+                f"{name}: shape {tuple(arr.shape)} dtype {arr.dtype}, schema says {tuple(shape)} {dtype}")
+            continue
+        _check_chunks(arr, done if name.startswith(_LEDGER_PREFIXES) else None, report)
+    return report
+
+
+def _check_chunks(arr: zarr.Array, done: np.ndarray | None, report: VerifyReport) -> None:
+    """Every chunk exists and decodes; ``done`` given: only blocks the ledger says are written."""
+    step = arr.chunks[0]
+    n_chunks = -(-arr.shape[0] // step) if arr.shape[0] else 0
+    for i in range(n_chunks):
+        if done is not None and not done[i]:
+            continue
+        coords = (i,) + (0,) * (arr.ndim - 1)
+        key = f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}"
+        report.chunks_checked += 1
+        if not sync(arr.store.exists(key)):
+            report.problems.append(f"{key}: chunk missing")
+            continue
+        try:
+            arr[i * step:(i + 1) * step]
+        except Exception as exc:  # noqa: BLE001 - any decode failure means a bad chunk
+            report.problems.append(f"{key}: unreadable chunk ({type(exc).__name__}: {exc})")
