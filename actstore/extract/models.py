@@ -24,6 +24,7 @@ __all__ = ["LoadedModel", "load_model", "list_models", "layer_names", "valid_lay
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEMO_MODELS = ("demo-resnet", "demo-vgg")
+RANDOM_INIT_SEED = 0
 
 
 @dataclass
@@ -87,6 +88,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+def _state_sha256(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -172,7 +181,10 @@ def load_model(
     sha: str | None = None
 
     if weights == "random":
-        module = _build(builder, num_classes or (10 if is_demo else 1000))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)  # reproducible, so a resumed extraction sees the same net
+            module = _build(builder, num_classes or (10 if is_demo else 1000))
+        sha = _state_sha256(module)
     elif weights == "demo" or Path(weights).suffix in (".pt", ".pth") or os.sep in weights:
         if weights == "demo":
             if not is_demo:

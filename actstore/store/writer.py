@@ -109,27 +109,31 @@ class StoreWriter:
                  "layout_complete": False, "block_rows": b, "classes": spec.class_names}
         group = zarr.open_group(str(self.partial), mode="w", attributes={"actstore": attrs})
 
-        def array(path: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...]) -> zarr.Array:
-            return group.create_array(path, shape=shape, dtype=dtype, chunks=chunks,
-                                      config=_NO_EMPTY_SKIP, **codecs_for(dtype))
+        def array(path: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...],
+                  dims: tuple[str, ...]) -> zarr.Array:
+            codecs = codecs_for(dtype) if dtype is not str else {}
+            return group.create_array(path, shape=shape, dtype=dtype, chunks=chunks, dimension_names=dims,
+                                      config=_NO_EMPTY_SKIP, **codecs)
 
-        array("samples/ids", (n,), "int64", (b,))[:] = spec.sample_ids
-        array("samples/labels", (n,), "int32", (b,))[:] = spec.labels
+        array("samples/ids", (n,), "int64", (b,), ("row",))[:] = spec.sample_ids
+        array("samples/labels", (n,), "int32", (b,), ("row",))[:] = spec.labels
         offsets = spec.class_offsets()
-        array("samples/class_offsets", offsets.shape, "int64", offsets.shape)[:] = offsets
-        array("samples/logits", (n, spec.n_logits), "float32", (b, spec.n_logits))
+        array("samples/class_offsets", offsets.shape, "int64", offsets.shape, ("class_edge",))[:] = offsets
+        array("samples/logits", (n, spec.n_logits), "float32", (b, spec.n_logits), ("row", "logit"))
         for layer in spec.layers:
-            array(f"layers/{layer.name}/maps", (n, *layer.shape), spec.maps_dtype, (b, *layer.shape))
-            array(f"layers/{layer.name}/pooled", (n, layer.channels), "float32", (b, layer.channels))
+            array(f"layers/{layer.name}/maps", (n, *layer.shape), spec.maps_dtype, (b, *layer.shape),
+                  ("row", "height", "width", "channel"))
+            array(f"layers/{layer.name}/pooled", (n, layer.channels), "float32", (b, layer.channels),
+                  ("row", "channel"))
         if spec.unit_layers:
             p = spec.n_units
-            array("units/energy", (n, p), "float32", (b, p))
+            array("units/energy", (n, p), "float32", (b, p), ("row", "unit"))
             names = [name for name, c in spec.unit_layers for _ in range(c)]
             channels = np.concatenate([np.arange(c) for _, c in spec.unit_layers]).astype(np.int32)
-            group.create_array("units/table/layer", shape=(p,), dtype=str, chunks=(p,))[:] = np.array(names)
-            array("units/table/channel", (p,), "int32", (p,))[:] = channels
+            array("units/table/layer", (p,), str, (p,), ("unit",))[:] = np.array(names)
+            array("units/table/channel", (p,), "int32", (p,), ("unit",))[:] = channels
         group.create_array("progress/done", shape=(spec.n_blocks,), dtype="bool", chunks=(1,),
-                           fill_value=False, config=_NO_EMPTY_SKIP)
+                           fill_value=False, dimension_names=("block",), config=_NO_EMPTY_SKIP)
         group.attrs["actstore"] = {**attrs, "layout_complete": True}
         return group
 

@@ -1,0 +1,57 @@
+"""Shared fixtures: an isolated ACTSTORE_HOME per test, small real stores, trained demo models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SMALL = "synthetic:n=40,classes=4,size=32,seed=1"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own ACTSTORE_HOME and catalog; nothing touches the user's or the checkout's."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("ACTSTORE_HOME", str(h))
+    monkeypatch.delenv("ACTSTORE_CATALOG", raising=False)
+    return h
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models, trained once for the whole session (the real training code)."""
+    from actstore.demo.train import demo_weights
+
+    h = tmp_path_factory.mktemp("demo-home")
+    old = os.environ.get("ACTSTORE_HOME")
+    os.environ["ACTSTORE_HOME"] = str(h)
+    try:
+        for builder in ("demo-resnet", "demo-vgg"):
+            demo_weights(builder)
+    finally:
+        if old is None:
+            os.environ.pop("ACTSTORE_HOME", None)
+        else:
+            os.environ["ACTSTORE_HOME"] = old
+    return h / "models"
+
+
+@pytest.fixture
+def with_trained(home: Path, trained_models: Path) -> Path:
+    """This test's ACTSTORE_HOME, holding the session's trained demo models."""
+    shutil.copytree(trained_models, home / "models", dirs_exist_ok=True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished store: random-init demo-resnet over 40 synthetic images, 2 layers, units, 8-row blocks."""
+    from actstore import extract
+
+    d = tmp_path_factory.mktemp("small")
+    result = extract("demo-resnet", SMALL, d / "s.zarr", layers=["layer2", "layer3"], units=True,
+                     weights="random", block_rows=8, batch_size=5, catalog=d / "catalog.yaml", progress=False)
+    return result.path
