@@ -29,6 +29,13 @@ def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
         typer.echo(text if text is not None else json.dumps(data, indent=1, default=str))
 
 
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ActstoreError(f"{option} takes comma-separated numbers, not '{text}'") from None
+
+
 @app.command()
 def extract(
     model: Annotated[str, typer.Option(help="Model: catalog name, demo-resnet, demo-vgg or a torchvision builder.")],
@@ -43,16 +50,27 @@ def extract(
     workers: Annotated[int | None, typer.Option(help="DataLoader worker processes (default: 0 for in-memory data).")] = None,
     block_rows: Annotated[int | None, typer.Option(help="Rows per chunk (default: ~8 MB chunks).")] = None,
     name: Annotated[str | None, typer.Option(help="Catalog name of the store.")] = None,
+    resize: Annotated[int | None, typer.Option(help="imagefolder: resize the short side (replaces the weights' transforms).")] = None,
+    crop: Annotated[int | None, typer.Option(help="imagefolder: centre crop (default: --resize).")] = None,
+    mean: Annotated[str, typer.Option(help="imagefolder: normalisation mean, 3 comma-separated values.")] = "0.485,0.456,0.406",
+    std: Annotated[str, typer.Option(help="imagefolder: normalisation std, 3 comma-separated values.")] = "0.229,0.224,0.225",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a store with other provenance at --out.")] = False,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Extract a model's activations over a dataset into a store (resumes if interrupted)."""
     from .extract import extract as run
+    from .extract.datasets import make_transform
 
+    transform = preprocessing = None
+    if resize is not None or crop is not None:
+        size = resize or crop
+        assert size is not None
+        transform, preprocessing = make_transform(size, crop or size, _floats(mean, "--mean"), _floats(std, "--std"))
     result = run(model, dataset, out, layers=layer, units=units, weights=weights, batch_size=batch_size,
                  device=device, dtype=dtype, workers=workers, overwrite=overwrite, catalog=catalog,
-                 block_rows=block_rows, name=name, progress=not as_json)
+                 block_rows=block_rows, name=name, transform=transform, preprocessing=preprocessing,
+                 progress=not as_json)
     data = {"path": str(result.path), "name": result.name, "reused": result.reused,
             "resumed_blocks": result.resumed_blocks, "written_blocks": result.written_blocks}
     _emit(data, as_json, str(result.path))
@@ -187,7 +205,8 @@ def demo(
 def main() -> None:
     """Entry point: typed errors become one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns typer.Exit's code instead of raising it
+        sys.exit(code if isinstance(code, int) else 0)
     except ActstoreError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

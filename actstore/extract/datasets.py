@@ -23,7 +23,8 @@ from torch.utils.data import Dataset
 
 from ..errors import DatasetError
 
-__all__ = ["DatasetSource", "resolve_dataset", "DIGITS_SIZE", "digits_split"]
+__all__ = ["DatasetSource", "resolve_dataset", "make_transform", "DIGITS_SIZE", "DIGITS_MEAN", "DIGITS_STD",
+           "digits_split"]
 
 DIGITS_SIZE = 32
 DIGITS_MEAN, DIGITS_STD = 0.3, 0.4  # of digits pixels / 16
@@ -48,7 +49,8 @@ class DatasetSource:
     preprocessing: dict[str, Any]
     load: Callable[[int], torch.Tensor]  # sample id -> preprocessed CHW float tensor
     info: dict[str, Any] = field(default_factory=dict)
-    needs_transform: bool = False  # imagefolder: the caller picks the transform
+    needs_transform: bool = False  # imagefolder: decodes images; set ``transform`` before loading
+    transform: Callable[[Any], torch.Tensor] | None = None
 
     @property
     def n(self) -> int:
@@ -72,6 +74,30 @@ class _Rows(Dataset):
             return self.source.load(int(self.ids[row])), row, ""
         except Exception as exc:  # noqa: BLE001 - reported by the extractor with the file name
             return torch.zeros(0), row, f"{type(exc).__name__}: {exc}"
+
+
+def make_transform(resize: int, crop: int, mean: tuple[float, ...], std: tuple[float, ...]
+                   ) -> tuple[Callable[[Any], torch.Tensor], dict[str, Any]]:
+    """PIL image -> normalised CHW float tensor: resize the short side, centre-crop, normalise."""
+    from torchvision.transforms import v2
+
+    if resize < 1 or crop < 1 or crop > resize:
+        raise DatasetError(f"need 1 <= crop <= resize, got resize={resize}, crop={crop}")
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise DatasetError(f"mean and std need 3 values each, std > 0 (got mean={mean}, std={std})")
+    transform = v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop(crop),
+                            v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+    return transform, {"resize": resize, "crop": crop, "mean": list(mean), "std": list(std),
+                       "interpolation": "bilinear", "antialias": True}
+
+
+def collate_rows(items: list[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Batch ``_Rows`` items; a batch with a failed load carries its errors and no images."""
+    rows = [r for _, r, _ in items]
+    errs = [e for _, _, e in items]
+    if any(errs):
+        return torch.zeros(0), rows, errs
+    return torch.stack([x for x, _, _ in items]), rows, errs
 
 
 def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -158,6 +184,7 @@ def _imagefolder(root: str, transform: Callable[[Any], torch.Tensor] | None, pre
     def load(i: int) -> torch.Tensor:
         from PIL import Image
 
+        transform = source.transform
         if transform is None:
             raise DatasetError("imagefolder needs a transform: pass weights or --resize/--crop")
         try:
@@ -168,7 +195,7 @@ def _imagefolder(root: str, transform: Callable[[Any], torch.Tensor] | None, pre
                                "fix or remove the file and rerun") from None
         return transform(img)
 
-    return DatasetSource(
+    source = DatasetSource(
         spec=f"imagefolder:{path}",
         classes=list(folder.classes),
         labels=labels,
@@ -177,7 +204,9 @@ def _imagefolder(root: str, transform: Callable[[Any], torch.Tensor] | None, pre
         load=load,
         info={"root": str(path)},
         needs_transform=True,
+        transform=transform,
     )
+    return source
 
 
 def resolve_dataset(

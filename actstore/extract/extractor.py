@@ -21,7 +21,7 @@ from ..errors import DatasetError, StoreError, StoreExistsError
 from ..store.reader import ActivationStore, read_provenance
 from ..store.schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
 from ..store.writer import StoreWriter
-from .datasets import DatasetSource, resolve_dataset
+from .datasets import DatasetSource, collate_rows, resolve_dataset
 from .models import LoadedModel, load_model
 from .probe import _LOGITS, Probe
 
@@ -86,19 +86,28 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80]
 
 
-def _resolve_source(dataset: str, loaded: LoadedModel, catalog: Catalog, transform: Any,
-                    preprocessing: dict[str, Any] | None) -> DatasetSource:
+def _resolve_source(dataset: str, catalog: Catalog) -> DatasetSource:
+    """The dataset by catalog name or spec; checked before any model is built or trained."""
     entry = lookup("datasets", dataset, catalog)
-    spec = entry["spec"] if entry else dataset
-    tf = transform if transform is not None else loaded.transform
-    prep = preprocessing if preprocessing is not None else loaded.preprocessing
-    source = resolve_dataset(spec, transform=tf, preprocessing=prep)
+    source = resolve_dataset(entry["spec"] if entry else dataset)
     if entry and entry.get("fingerprint") and entry["fingerprint"] != source.fingerprint:
         raise DatasetError(f"dataset '{dataset}' has fingerprint {source.fingerprint}, but the catalog "
                            f"records {entry['fingerprint']}: the data changed; update or remove the entry")
     if source.n == 0:
         raise DatasetError(f"dataset '{dataset}' has no samples")
     return source
+
+
+def _apply_transform(source: DatasetSource, loaded: LoadedModel, transform: Any,
+                     preprocessing: dict[str, Any] | None) -> None:
+    """Images are decoded with the given transform, else the weights' own (recorded in provenance)."""
+    if not source.needs_transform:
+        return
+    if transform is None:
+        source.transform, source.preprocessing = loaded.transform, loaded.preprocessing
+    else:
+        source.transform = transform
+        source.preprocessing = preprocessing or {"transform": " ".join(repr(transform).split())}
 
 
 def extract(
@@ -132,8 +141,9 @@ def extract(
     if batch_size < 1:
         raise StoreError(f"--batch-size must be >= 1, not {batch_size}")
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    source = _resolve_source(dataset, cat)
     loaded = load_model(model, weights, catalog=cat)
-    source = _resolve_source(dataset, loaded, cat, transform, preprocessing)
+    _apply_transform(source, loaded, transform, preprocessing)
     layers = list(dict.fromkeys(layers or [loaded.default_layer]))
     dev = resolve_device(device)
 
@@ -183,6 +193,8 @@ def extract(
         say(f"reusing the finished store {reused} (same provenance, key {key}); nothing to compute")
         return ExtractResult(reused, _register(cat, store_name, reused, provenance), True, 0, 0)
 
+    writer = StoreWriter(path, spec, provenance, overwrite=overwrite)
+    writer.check_writable()
     say(f"store: {path}  rows: {spec.n_rows}  classes: {len(spec.class_names)}  layers: "
         + ", ".join(f"{s.name} {s.height}x{s.width}x{s.channels}" for s in layer_specs)
         + (f"  units: {spec.n_units}" if units else ""))
@@ -192,7 +204,7 @@ def extract(
     if estimate > free:
         say("warning: the store may not fit on this disk uncompressed")
 
-    with StoreWriter(path, spec, provenance, overwrite=overwrite) as writer:
+    with writer:
         pending = writer.pending_blocks()
         if writer.resumed_blocks:
             batch_size = int(writer.group.attrs["actstore"].get("batch_size", batch_size))
@@ -263,7 +275,7 @@ def _run(writer: StoreWriter, probe: Probe, source: DatasetSource, spec: StoreSp
         workers = min(4, max(1, (os.cpu_count() or 2) - 1)) if source.needs_transform else 0
     loader = DataLoader(source.torch_dataset(spec.sample_ids),
                         batch_sampler=_BlockBatches(pending, spec.block_rows, spec.n_rows, batch_size),
-                        num_workers=workers, pin_memory=dev.type == "cuda",
+                        num_workers=workers, pin_memory=dev.type == "cuda", collate_fn=collate_rows,
                         persistent_workers=False)
     buffers = _BlockBuffer(spec)
     bar = _progress(say.enabled, sum(writer.block_slice(b).stop - writer.block_slice(b).start for b in pending))
@@ -275,7 +287,8 @@ def _run(writer: StoreWriter, probe: Probe, source: DatasetSource, spec: StoreSp
                 raise DatasetError(bad[0] if "sample id" in bad[0] else
                                    f"cannot load sample id {int(spec.sample_ids[int(rows[0])])}: {bad[0]}")
             logits, maps, energy = probe(images.to(dev, non_blocking=True))
-            block = int(rows[0]) // spec.block_rows
+            rows = [int(r) for r in rows]
+            block = rows[0] // spec.block_rows
             buffers.add(int(rows[0]) - block * spec.block_rows, logits, maps, energy)
             stop = writer.block_slice(block).stop
             if int(rows[-1]) + 1 == stop:

@@ -212,13 +212,13 @@ def load_model(
         num_classes = len(enum.meta["categories"])
         transform = enum.transforms()
         weights = str(enum)
-    if transform is None and not is_demo:
-        from torchvision.transforms import v2
-
-        transform = v2.Compose([v2.PILToTensor(), v2.Resize(256, antialias=True), v2.CenterCrop(224),
-                                v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     if transform is not None:
         preprocessing = {"transform": " ".join(repr(transform).split())}
+    else:  # a weights file or random init brings no transforms: the standard ones for the input size
+        from .datasets import DIGITS_MEAN, DIGITS_STD, make_transform
+
+        transform, preprocessing = (make_transform(32, 32, (DIGITS_MEAN,) * 3, (DIGITS_STD,) * 3) if is_demo
+                                    else make_transform(256, 224, IMAGENET_MEAN, IMAGENET_STD))
     module.eval()
     n_out = num_classes if num_classes is not None else 1000
     return LoadedModel(name=name, builder=builder, module=module, family=family, weights=weights,

@@ -66,6 +66,10 @@ class StoreWriter:
         if self._lock is not None:
             self._lock.release()
 
+    def check_writable(self) -> None:
+        """Fail early, before any work, when the output location cannot be written."""
+        self._make_partial_dir()
+
     def _make_partial_dir(self) -> None:
         try:
             self.partial.mkdir(parents=True, exist_ok=True)
