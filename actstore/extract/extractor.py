@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
+import threading
 import shutil
 import sys
 from collections.abc import Iterator
@@ -279,7 +281,7 @@ def _run(writer: StoreWriter, probe: Probe, source: DatasetSource, spec: StoreSp
                         persistent_workers=False)
     buffers = _BlockBuffer(spec)
     bar = _progress(say.enabled, sum(writer.block_slice(b).stop - writer.block_slice(b).start for b in pending))
-    with bar:
+    with bar, _BackgroundWrites(writer) as background:
         task = bar.add_task("extract", total=bar.total_rows)
         for images, rows, errors in loader:
             bad = [e for e in errors if e]
@@ -291,9 +293,50 @@ def _run(writer: StoreWriter, probe: Probe, source: DatasetSource, spec: StoreSp
             block = rows[0] // spec.block_rows
             buffers.add(int(rows[0]) - block * spec.block_rows, logits, maps, energy)
             stop = writer.block_slice(block).stop
-            if int(rows[-1]) + 1 == stop:
-                writer.write_block(block, **buffers.take(stop - block * spec.block_rows))
+            if rows[-1] + 1 == stop:
+                background.put(block, buffers.take(stop - block * spec.block_rows))
+                buffers = _BlockBuffer(spec)  # the writer thread owns the filled one
             bar.update(task, advance=len(rows))
+
+
+class _BackgroundWrites:
+    """Compress and write finished blocks on a thread while the next ones are computed.
+
+    Compression releases the GIL, so this overlaps storage with the forward pass; at most two
+    blocks wait, which keeps memory flat. A failed write is raised in the caller.
+    """
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self.writer = writer
+        self.queue: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="actstore-writer", daemon=True)
+
+    def _loop(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.write_block(item[0], **item[1])
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                    self.error = exc
+
+    def put(self, block: int, arrays: dict[str, Any]) -> None:
+        self._raise()
+        self.queue.put((block, arrays))
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> _BackgroundWrites:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if exc[0] is None:
+            self._raise()
 
 
 class _BlockBuffer:
