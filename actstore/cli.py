@@ -15,6 +15,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Extract activations once into chunked stores; select coresets; interpret; evaluate.")
 catalog_app = typer.Typer(no_args_is_help=True, help="List, show and remove catalog entries.")
 app.add_typer(catalog_app, name="catalog")
+coreset_app = typer.Typer(no_args_is_help=True, help="List, show and export coresets.")
+app.add_typer(coreset_app, name="coreset")
 
 CatalogOpt = Annotated[Path | None, typer.Option(
     "--catalog", envvar="ACTSTORE_CATALOG",
@@ -187,6 +189,120 @@ def catalog_rm(
     if delete and path is not None and path.exists():
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     typer.echo(f"removed {kind}.{name}" + (f" and deleted {path}" if delete and path else ""))
+
+
+def _store_path(store: str, catalog: Path | None) -> Path:
+    """A store given by path, or by its name in the catalog."""
+    from .catalog import open_catalog
+
+    path = Path(store)
+    if path.exists() or path.with_name(path.name + ".partial").exists():
+        return path
+    cat = open_catalog(catalog)
+    if store in cat.entries("stores"):
+        return cat.resolve(cat.get("stores", store))
+    raise ActstoreError(f"no store at '{store}' and no store of that name in {cat.path}")
+
+
+def _params(items: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ActstoreError(f"--param takes key=value, got '{item}'")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+@app.command()
+def select(
+    store: Annotated[str, typer.Argument(help="Store path or catalog name.")],
+    method: Annotated[str, typer.Option(help="random, moderate, dgpruning, d2pruning, kcenter.")],
+    rate: Annotated[list[float] | None, typer.Option(help="Fraction kept per class; repeat for several (one pass).")] = None,
+    paper_rates: Annotated[bool, typer.Option("--paper-rates", help="The paper's grid: 0.05 0.1 0.2 0.3 0.4 0.5 0.95.")] = False,
+    layer: Annotated[str | None, typer.Option(help="Layer whose pooled activations are used (default: the last).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of random draws.")] = 0,
+    param: Annotated[list[str] | None, typer.Option(help="Selector parameter key=value, e.g. k=5, gamma_r=0.1, scores=aum.csv.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Where coreset files go (default: ACTSTORE_HOME/coresets).")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Classes selected in parallel (default: CPU count).")] = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Select coresets from a store's pooled activations: one per rate, from one pass."""
+    from .coresets.select import PAPER_RATES, save_coreset, select_many
+
+    rates = list(PAPER_RATES) if paper_rates else list(rate or [])
+    if not rates:
+        raise ActstoreError("give --rate R (repeatable) or --paper-rates")
+    coresets = select_many(_store_path(store, catalog), method, rates, layer=layer, seed=seed, n_jobs=jobs,
+                           progress=not as_json, **_params(param))
+    rows = []
+    for cs in coresets:
+        name, path = save_coreset(cs, catalog, out_dir)
+        rows.append({"name": name, "path": str(path), "rate": cs.rate, "n": cs.n, "key": cs.key})
+    _emit(rows, as_json, "\n".join(f"{r['name']}  rate {r['rate']:g}  {r['n']} samples  {r['path']}" for r in rows))
+
+
+def _coreset(name: str, catalog: Path | None) -> Any:
+    from .catalog import open_catalog
+    from .coresets.artifact import Coreset
+
+    if Path(name).is_file():
+        return Coreset.load(name)
+    cat = open_catalog(catalog)
+    return Coreset.load(cat.resolve(cat.get("coresets", name)))
+
+
+@coreset_app.command("ls")
+def coreset_ls(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+    """List the coresets in the catalog."""
+    from .catalog import open_catalog
+
+    cat = open_catalog(catalog)
+    rows = [{"name": n, **e.get("provenance", {}), "path": e["path"]} for n, e in cat.entries("coresets").items()]
+    lines = [f"{r['name']:<50} {r.get('method', '?'):<10} rate {r.get('rate', '?'):<5} n {r.get('n', '?')}"
+             for r in rows] or ["(no coresets)"]
+    _emit(rows, as_json, "\n".join(lines))
+
+
+@coreset_app.command("show")
+def coreset_show(
+    name: Annotated[str, typer.Argument(help="Coreset catalog name or file.")],
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a coreset: selector, parameters, rate, seed, source store and per-class counts."""
+    cs = _coreset(name, catalog)
+    data = {k: v for k, v in cs.to_dict().items() if k != "ids"}
+    text = "\n".join([f"method   {cs.method}  params {cs.params}", f"rate     {cs.rate:g}  seed {cs.seed}  "
+                      f"layer {cs.layer}  n {cs.n}", f"store    {cs.store_path} (key {cs.store_key})",
+                      f"dataset  {cs.fingerprint}",
+                      "counts   " + ", ".join(f"{c}:{n}" for c, n in list(cs.counts().items())[:30])])
+    _emit(data, as_json, text)
+
+
+@coreset_app.command("export")
+def coreset_export(
+    name: Annotated[str, typer.Argument(help="Coreset catalog name or file.")],
+    format: Annotated[str, typer.Option("--format", help="csv (id,class) or json.")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Export a coreset's sample ids as CSV (id,class) or JSON."""
+    cs = _coreset(name, catalog)
+    if format == "csv":
+        lines = ["id,class"] + [f"{i},{cs.classes[c]}" for c, ids in sorted(cs.ids_by_class.items()) for i in ids]
+        text = "\n".join(lines) + "\n"
+    elif format == "json":
+        text = json.dumps({cs.classes[c]: ids.tolist() for c, ids in sorted(cs.ids_by_class.items())}) + "\n"
+    else:
+        raise ActstoreError(f"--format must be csv or json, not '{format}'")
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
 
 
 @app.command()

@@ -1,18 +1,19 @@
 """Numba kernels for what BLAS cannot express: kNN partial selection, D2 message passing, greedy loops.
 
-Kept self-contained in one module (numba's cache does not see edits in other modules) and
-``nogil``, so classes can run on threads while BLAS does the distance blocks.
+Kept self-contained in one module (numba's cache does not see edits in other modules), serial
+and ``nogil``: classes run on threads (numba's default threading layer cannot take parallel
+kernels launched from several threads at once) while BLAS does the distance blocks.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["knn_from_gram", "d2_forward", "d2_greedy", "kcenter_greedy", "edge_distances"]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def knn_from_gram(gram: np.ndarray, sq: np.ndarray, row0: int, k: int, idx: np.ndarray, d2: np.ndarray) -> None:
     """k nearest neighbours of rows ``row0 .. row0 + len(gram)``, self excluded, ties to the lower index.
 
@@ -21,7 +22,7 @@ def knn_from_gram(gram: np.ndarray, sq: np.ndarray, row0: int, k: int, idx: np.n
     Writes ``idx[row0 + r]`` and ``d2[row0 + r]`` (k each, nearest first).
     """
     b, n = gram.shape
-    for r in prange(b):
+    for r in range(b):
         i = row0 + r
         best_d = np.empty(k)
         best_j = np.empty(k, np.int64)
@@ -48,13 +49,13 @@ def knn_from_gram(gram: np.ndarray, sq: np.ndarray, row0: int, k: int, idx: np.n
             d2[i, t] = best_d[t]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def edge_distances(X: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Exact ||x_rows[e] - x_cols[e]|| per edge by direct differences (no Gram cancellation)."""
     m = rows.shape[0]
     out = np.empty(m)
     d = X.shape[1]
-    for e in prange(m):
+    for e in range(m):
         acc = 0.0
         i, j = rows[e], cols[e]
         for t in range(d):

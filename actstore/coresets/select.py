@@ -1,0 +1,176 @@
+"""Store-level selection: read ``pooled`` class by class, select for every rate in one pass."""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..catalog import Catalog, open_catalog
+from ..config import home
+from ..errors import StoreError
+from ..store.reader import ActivationStore, open_store
+from .artifact import Coreset
+from .base import SelectionError, check_params, check_rate, class_budget, get_selector
+
+__all__ = ["select", "select_many", "save_coreset", "load_scores", "PAPER_RATES"]
+
+PAPER_RATES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.95)
+
+
+def _as_store(store: ActivationStore | str | os.PathLike[str]) -> ActivationStore:
+    return store if isinstance(store, ActivationStore) else open_store(store)
+
+
+def load_scores(store: ActivationStore, scores: Any) -> np.ndarray:
+    """Per-row scores for d2pruning: an (N,) array in row order, a ``.npy`` file in row order, or
+    a ``.csv`` of ``id,score`` lines (dataset sample ids, mapped to this store's rows)."""
+    if isinstance(scores, (str, os.PathLike)):
+        path = Path(scores)
+        if not path.is_file():
+            raise SelectionError(f"scores file {path} does not exist")
+        if path.suffix == ".csv":
+            try:
+                table = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
+            except ValueError as exc:
+                raise SelectionError(f"{path}: not an id,score CSV ({exc})") from None
+            if table.shape[1] != 2:
+                raise SelectionError(f"{path}: expected 2 columns (id,score), got {table.shape[1]}")
+            out = np.full(store.n_rows, np.nan)
+            out[store.rows_for_ids(table[:, 0].astype(np.int64))] = table[:, 1]
+            if np.isnan(out).any():
+                raise SelectionError(f"{path}: no score for {int(np.isnan(out).sum())} rows of {store.path}")
+            return out
+        try:
+            scores = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise SelectionError(f"{path}: not a .npy array of scores ({exc})") from None
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.shape != (store.n_rows,):
+        raise SelectionError(f"scores must have one value per row of the store ({store.n_rows}), got {arr.shape}")
+    return arr
+
+
+def select_many(
+    store: ActivationStore | str | os.PathLike[str],
+    method: str,
+    rates: list[float] | tuple[float, ...],
+    *,
+    layer: str | None = None,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    progress: bool = False,
+    **params: Any,
+) -> list[Coreset]:
+    """One coreset per rate from a single pass over the store, class by class.
+
+    Reads ``layers/<layer>/pooled`` (default: the store's last layer) one class at a time, on up
+    to ``n_jobs`` threads (default: CPU count), so memory holds a few classes, never the layer.
+    """
+    st = _as_store(store)
+    selector = get_selector(method)
+    scores_arg = params.pop("scores", None)
+    params = check_params(selector, params)
+    rates = [check_rate(r) for r in rates]
+    if not rates:
+        raise SelectionError("give at least one rate")
+    scores = None
+    if selector.needs_scores:
+        if scores_arg is None:
+            raise SelectionError(f"'{method}' needs per-sample scores: pass scores=FILE (.npy rows or id,score .csv)")
+        scores = load_scores(st, scores_arg)
+    elif scores_arg is not None:
+        raise SelectionError(f"'{method}' takes no scores")
+    used_layer = None
+    pooled = None
+    if selector.needs_features:
+        used_layer = layer or st.layers[-1]
+        if used_layer not in st.layers:
+            raise StoreError(f"{st.path}: no layer '{used_layer}'; this store has {', '.join(st.layers)}")
+        try:
+            pooled = st.array(f"layers/{used_layer}/pooled")
+        except StoreError:
+            raise StoreError(f"{st.path}: layer '{used_layer}' has no pooled array to select on") from None
+
+    def one_class(c: int) -> list[np.ndarray]:
+        rows = st.class_rows(c)
+        n = rows.stop - rows.start
+        if n == 0:
+            return [np.empty(0, np.int64) for _ in rates]
+        X = np.asarray(pooled[rows]) if pooled is not None else np.empty((n, 0))
+        if pooled is not None and not np.isfinite(X).all():
+            bad = rows.start + int(np.argwhere(~np.isfinite(X))[0][0])
+            raise SelectionError(f"{st.path}: layers/{used_layer}/pooled holds NaN or Inf (class "
+                                 f"'{st.classes[c]}', row {bad}); re-extract the store")
+        extra = {"scores": scores[rows]} if scores is not None else {}
+        budgets = [class_budget(n, r) for r in rates]
+        local = selector.per_class(X, budgets, rates=list(rates), seed=seed, label=c, **extra, **params)
+        return [st.sample_ids[rows][idx] for idx in local]
+
+    classes = range(len(st.classes))
+    workers = n_jobs or os.cpu_count() or 1
+    with _bar(progress, len(st.classes), f"select {method}") as advance, ThreadPoolExecutor(workers) as pool:
+        results = []
+        for out in pool.map(one_class, classes):
+            results.append(out)
+            advance()
+    used_params = {k: (str(v) if isinstance(v, (np.ndarray, Path)) else v) for k, v in params.items()}
+    if scores_arg is not None:
+        used_params["scores"] = str(scores_arg) if isinstance(scores_arg, (str, os.PathLike)) else "array"
+    return [Coreset(ids_by_class={c: np.sort(results[c][i]) for c in classes}, method=method, params=used_params,
+                    rate=rate, seed=seed, layer=used_layer, fingerprint=st.fingerprint, store_key=st.key,
+                    store_path=str(st.path), classes=st.classes)
+            for i, rate in enumerate(rates)]
+
+
+def select(store: ActivationStore | str | os.PathLike[str], method: str, rate: float, layer: str | None = None,
+           seed: int = 0, **params: Any) -> Coreset:
+    """The coreset ``method`` keeps at ``rate`` on ``store`` (see :func:`select_many`)."""
+    return select_many(store, method, [rate], layer=layer, seed=seed, **params)[0]
+
+
+def save_coreset(coreset: Coreset, catalog: Catalog | str | os.PathLike[str] | None = None,
+                 out_dir: str | os.PathLike[str] | None = None, name: str | None = None) -> tuple[str, Path]:
+    """Save ``coreset`` atomically and register it in the catalog; returns (catalog name, path)."""
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    store_name = cat.find("stores", key=coreset.store_key) or Path(coreset.store_path).stem
+    name = name or re.sub(r"[^A-Za-z0-9._-]+", "-",
+                          f"{store_name}.{coreset.method}.r{coreset.rate:g}.s{coreset.seed}")
+    existing = cat.entries("coresets").get(name)
+    if existing and existing.get("key") != coreset.key:
+        name = f"{name}-{coreset.key[:6]}"
+    folder = Path(out_dir) if out_dir is not None else home() / "coresets"
+    path = coreset.save(folder / f"{name}.json")
+    cat.add("coresets", name, {
+        "path": str(path), "fingerprint": coreset.fingerprint, "key": coreset.key,
+        "provenance": {"method": coreset.method, "params": coreset.params, "rate": coreset.rate,
+                       "seed": coreset.seed, "layer": coreset.layer, "store": store_name, "n": coreset.n},
+    })
+    return name, path
+
+
+class _bar:
+    """A rich progress bar over classes on stderr (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, what: str) -> None:
+        self.enabled, self.total, self.what = enabled, total, what
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TextColumn("classes"),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+        self.progress.__enter__()
+        task = self.progress.add_task(self.what, total=self.total)
+        return lambda: self.progress.update(task, advance=1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.__exit__(None, None, None)
