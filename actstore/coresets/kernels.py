@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["knn_from_gram", "d2_forward", "d2_greedy", "kcenter_greedy", "edge_distances"]
+__all__ = ["knn_from_gram", "d2_forward", "d2_greedy", "kcenter_greedy"]
 
 
 @njit(cache=True, nogil=True)
@@ -47,22 +47,6 @@ def knn_from_gram(gram: np.ndarray, sq: np.ndarray, row0: int, k: int, idx: np.n
         for t in range(k):
             idx[i, t] = best_j[t]
             d2[i, t] = best_d[t]
-
-
-@njit(cache=True, nogil=True)
-def edge_distances(X: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Exact ||x_rows[e] - x_cols[e]|| per edge by direct differences (no Gram cancellation)."""
-    m = rows.shape[0]
-    out = np.empty(m)
-    d = X.shape[1]
-    for e in range(m):
-        acc = 0.0
-        i, j = rows[e], cols[e]
-        for t in range(d):
-            diff = X[i, t] - X[j, t]
-            acc += diff * diff
-        out[e] = np.sqrt(acc)
-    return out
 
 
 @njit(cache=True, nogil=True)

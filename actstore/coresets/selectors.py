@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .base import SelectionError, register, run_per_class
-from .kernels import d2_forward, d2_greedy, edge_distances, kcenter_greedy, knn_from_gram
+from .kernels import d2_forward, d2_greedy, kcenter_greedy, knn_from_gram
 
 __all__ = ["random", "moderate", "dgpruning", "d2pruning", "kcenter", "knn_graph", "d2_order"]
 
@@ -98,15 +98,16 @@ def moderate(X: np.ndarray, labels: np.ndarray, rate: float, center: str = "medi
 
 
 # -- D2 message passing (dgpruning, d2pruning) ---------------------------------------------------------
-def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Union-symmetrised kNN graph in CSR form: (indptr, indices, exact Euclidean distances).
+def knn_graph(X: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Union-symmetrised kNN graph in CSR form: (indptr, indices, Euclidean distances).
 
     kNN by blocked BLAS Gram products plus a Numba partial selection (self excluded, ties to the
-    lower index): memory O(block·n + n·k), never n x n. Edge lengths are then recomputed exactly.
+    lower index): memory O(block·n + n·k), never n x n. Distances come from the same Gram
+    products (sq_i + sq_j - 2 x_i·x_j), as sklearn's ``pairwise_distances`` computes them.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     n = X.shape[0]
-    sq = np.einsum("ij,ij->i", X, X)
+    sq = np.einsum("ij,ij->i", X, X) if sq is None else sq
     idx = np.empty((n, k), np.int64)
     d2 = np.empty((n, k))
     block = max(1, min(n, KNN_BLOCK_BYTES // (8 * max(n, 1))))
@@ -115,20 +116,23 @@ def knn_graph(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
         knn_from_gram(X[start:stop] @ X.T, sq, start, k, idx, d2)
     rows = np.repeat(np.arange(n, dtype=np.int64), k)
     cols = idx.ravel()
-    pairs = np.unique(np.concatenate([rows * n + cols, cols * n + rows]))  # union, sorted by (row, col)
+    dist = np.sqrt(np.maximum(d2.ravel(), 0.0))
+    keys = np.concatenate([rows * n + cols, cols * n + rows])  # union: both directions of every kNN edge
+    pairs, first = np.unique(keys, return_index=True)  # sorted by (row, col)
     u, v = pairs // n, pairs % n
     indptr = np.concatenate([[0], np.cumsum(np.bincount(u, minlength=n))]).astype(np.int64)
-    return indptr, v.astype(np.int64), edge_distances(X, u, v)
+    return indptr, v.astype(np.int64), np.concatenate([dist, dist])[first]
 
 
 def d2_order(X: np.ndarray, s: np.ndarray, n_select: int, k: int = 5, gamma_f: float = 1.0,
-             gamma_r: float = 0.1, graph_mode: str = "sum", sampling: str = "weighted") -> np.ndarray:
+             gamma_r: float = 0.1, graph_mode: str = "sum", sampling: str = "weighted",
+             sq: np.ndarray | None = None) -> np.ndarray:
     """D2 Pruning's selection order on one class: kNN graph, one forward round, greedy reverse passes."""
     if graph_mode not in ("sum", "product"):
         raise SelectionError(f"graph_mode must be 'sum' or 'product', not '{graph_mode}'")
     if sampling not in ("weighted", "absolute"):
         raise SelectionError(f"sampling must be 'weighted' or 'absolute', not '{sampling}'")
-    indptr, indices, dist = knn_graph(X, k)
+    indptr, indices, dist = knn_graph(X, k, sq)
     S, live = d2_forward(np.asarray(s, np.float64), indptr, indices, dist, float(gamma_f), EPS,
                          graph_mode == "product")
     return d2_greedy(S, indptr, indices, dist, live, float(gamma_r), sampling == "absolute", int(n_select))
@@ -145,8 +149,8 @@ def _check_k(k: int) -> int:
 
 
 def _d2_class(X: np.ndarray, s: np.ndarray, budgets: list[int], seed: int, label: int, k: int, gamma_f: float,
-              gamma_r: float, graph_mode: str, sampling: str, small_class: str, normalize: bool
-              ) -> list[np.ndarray]:
+              gamma_r: float, graph_mode: str, sampling: str, small_class: str, normalize: bool,
+              sq: np.ndarray | None = None) -> list[np.ndarray]:
     k = _check_k(k)
     n = X.shape[0]
     if small_class not in ("random", "shrink_k"):
@@ -156,18 +160,22 @@ def _d2_class(X: np.ndarray, s: np.ndarray, budgets: list[int], seed: int, label
     if n <= k:
         k = n - 1
     if normalize:
-        X = _unit_rows(X)
-    order = d2_order(X, s, max(budgets), k, gamma_f, gamma_r, graph_mode, sampling)
+        X = _unit_rows(np.asarray(X, np.float64))
+    order = d2_order(X, s, max(budgets), k, gamma_f, gamma_r, graph_mode, sampling, None if normalize else sq)
     return _prefixes(order, budgets)
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, np.float64)
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
-def _class_scores(X: np.ndarray, direction: str) -> np.ndarray:
-    d = np.linalg.norm(np.asarray(X, np.float64) - np.asarray(X, np.float64).mean(axis=0), axis=1)
+def _class_scores(X: np.ndarray, direction: str, sq: np.ndarray) -> np.ndarray:
+    """s_i = ||x_i - class mean|| (float64 X, squared row norms ``sq``), or max(s) - s for "near".
+
+    Expanded as sq_i - 2 x_i·μ + μ·μ: one matrix-vector product instead of an (n, d) temporary.
+    """
+    mu = X.mean(axis=0)
+    d = np.sqrt(np.maximum(sq - 2.0 * (X @ mu) + mu @ mu, 0.0))
     if direction == "far":
         return d
     if direction == "near":
@@ -179,8 +187,10 @@ def _class_scores(X: np.ndarray, direction: str) -> np.ndarray:
           description="D2 message passing with s = distance to the class mean")
 def _dgpruning_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int,
                      direction: str, normalize: bool, **params: Any) -> list[np.ndarray]:
+    X = np.ascontiguousarray(X, dtype=np.float64)
     X = _unit_rows(X) if normalize else X
-    return _d2_class(X, _class_scores(X, direction), budgets, seed, label, normalize=False, **params)
+    sq = np.einsum("ij,ij->i", X, X)
+    return _d2_class(X, _class_scores(X, direction, sq), budgets, seed, label, normalize=False, sq=sq, **params)
 
 
 @register("d2pruning", needs_scores=True, defaults=dict(_D2_DEFAULTS),
