@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -59,13 +58,13 @@ def _extract(model: str, spec: str, out: Path, batch_size: int, block_rows: int)
 
 def _peak_rss_child(model: str, spec: str, out: Path, batch_size: int, block_rows: int) -> float:
     code = (
-        "import resource, sys; sys.path.insert(0, %r)\n"
-        "from bench_extract import _extract\nfrom pathlib import Path\n"
+        "import sys; sys.path.insert(0, %r)\n"
+        "from bench_extract import _extract\nfrom _common import peak_rss_mb\nfrom pathlib import Path\n"
         "_extract(%r, %r, Path(%r), %d, %d)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(peak_rss_mb())\n"
     ) % (str(Path(__file__).parent), model, spec, str(out), batch_size, block_rows)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(res.stdout.strip().splitlines()[-1]) / 1024  # MB
+    return float(res.stdout.strip().splitlines()[-1])  # MB
 
 
 def _read_rates(store_path: Path) -> dict[str, float]:

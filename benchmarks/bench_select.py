@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mb  # noqa: E402
 
 
 def reference_dgpruning(X: np.ndarray, budget: int, k: int = 5, gamma: float = 0.1) -> list[int]:
@@ -89,31 +91,34 @@ def one_class(repeats: int) -> dict:
 
 def _child(code: str) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)])})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def big_class() -> dict:
     return _child("""
-import json, resource, time, numpy as np
+import json, time, numpy as np
+from _common import peak_rss_mb
 from actstore.coresets import dgpruning
 rng = np.random.default_rng(1)
 X = np.maximum(rng.standard_normal((50_000, 512), dtype=np.float32) + 0.3, 0)
 y = np.zeros(50_000, np.int64)
 t = time.perf_counter(); sel = dgpruning(X, y, 0.1); t = time.perf_counter() - t
 print(json.dumps({"n": 50000, "d": 512, "rate": 0.1, "selected": int(sel.size), "seconds": round(t, 1),
-                  "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  "peak_rss_MB": round(peak_rss_mb(), 1),
                   "reference_dense_GB": round(2 * 8 * 50_000**2 / 1e9, 1)}))
 """)
 
 
 def _select_rss(store: Path, method: str) -> dict:
     return _child(f"""
-import json, resource, time
+import json, time
+from _common import peak_rss_mb
 from actstore import select
 t = time.perf_counter(); cs = select({str(store)!r}, {method!r}, 0.1); t = time.perf_counter() - t
 print(json.dumps({{"seconds": round(t, 2), "n": cs.n,
-                   "peak_rss_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}}))
+                   "peak_rss_MB": round(peak_rss_mb(), 1)}}))
 """)
 
 
@@ -156,7 +161,7 @@ def main() -> None:
         result = {"benchmark": "select", "one_class": one_class(args.repeats), "big_class": big_class()}
         if not args.skip_store:
             result["store"] = store_level(args.classes, tmp)
-        result["peak_rss_MB_this_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        result["peak_rss_MB_this_process"] = round(peak_rss_mb(), 1)
         print(json.dumps(result))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

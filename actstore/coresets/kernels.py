@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["knn_from_gram", "d2_forward", "d2_greedy", "kcenter_greedy"]
+__all__ = ["knn_from_gram", "d2_forward", "d2_greedy", "kcenter_greedy", "column_median", "distances_to"]
 
 
 @njit(cache=True, nogil=True)
@@ -130,3 +130,70 @@ def kcenter_greedy(X: np.ndarray, first: int, n_select: int) -> np.ndarray:
             break
         u = nxt
     return order
+
+
+@njit(cache=True, nogil=True)
+def _select_kth(a: np.ndarray, k: int) -> float:
+    """Quickselect in place with a three-way partition (ReLU columns are full of equal zeros):
+    afterwards a[k] is the k-th smallest and everything before it is <= a[k]."""
+    lo, hi = 0, a.shape[0] - 1
+    while hi > lo:
+        mid = (lo + hi) // 2  # median of three as the pivot value
+        x, y, z = a[lo], a[mid], a[hi]
+        pivot = max(min(x, y), min(max(x, y), z))
+        lt, i, gt = lo, lo, hi  # a[lo:lt] < pivot, a[lt:i] == pivot, a[gt+1:hi+1] > pivot
+        while i <= gt:
+            v = a[i]
+            if v < pivot:
+                a[i], a[lt] = a[lt], v
+                lt += 1
+                i += 1
+            elif v > pivot:
+                a[i], a[gt] = a[gt], v
+                gt -= 1
+            else:
+                i += 1
+        if k < lt:
+            hi = lt - 1
+        elif k > gt:
+            lo = gt + 1
+        else:
+            return pivot
+    return a[k]
+
+
+@njit(cache=True, nogil=True)
+def column_median(X: np.ndarray) -> np.ndarray:
+    """Per-column median in float64, equal to ``np.median(X, axis=0)``: a quickselect per column on
+    a contiguous copy (numpy's axis-0 median walks strided memory and is several times slower)."""
+    n, d = X.shape
+    out = np.empty(d)
+    buf = np.empty(n)
+    half = n // 2
+    for c in range(d):
+        for i in range(n):
+            buf[i] = X[i, c]
+        upper = _select_kth(buf, half)
+        if n % 2:
+            out[c] = upper
+        else:
+            lower = buf[0]
+            for i in range(1, half):
+                if buf[i] > lower:
+                    lower = buf[i]
+            out[c] = (lower + upper) / 2.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def distances_to(X: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """||x_i - c|| per row, by direct differences in float64 (no (n, d) temporary)."""
+    n, d = X.shape
+    out = np.empty(n)
+    for i in range(n):
+        acc = 0.0
+        for j in range(d):
+            diff = np.float64(X[i, j]) - c[j]
+            acc += diff * diff
+        out[i] = np.sqrt(acc)
+    return out

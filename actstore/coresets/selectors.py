@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .base import SelectionError, register, run_per_class
-from .kernels import d2_forward, d2_greedy, kcenter_greedy, knn_from_gram
+from .kernels import column_median, d2_forward, d2_greedy, distances_to, kcenter_greedy, knn_from_gram
 
 __all__ = ["random", "moderate", "dgpruning", "d2pruning", "kcenter", "knn_graph", "d2_order"]
 
@@ -44,21 +44,25 @@ def random(labels: np.ndarray, rate: float, seed: int = 0) -> np.ndarray:
 
 # -- moderate ---------------------------------------------------------------------------------------
 def _centre_distances(X: np.ndarray, center: str) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
+    """||x_i - centre|| in float64; the centre is the per-dimension median or the mean."""
+    X = np.ascontiguousarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
     if center == "median":
-        c = np.median(X, axis=0)
+        c = column_median(X)
     elif center == "mean":
-        c = X.mean(axis=0)
+        c = X.mean(axis=0, dtype=np.float64)
     else:
         raise SelectionError(f"center must be 'median' or 'mean', not '{center}'")
-    return np.linalg.norm(X - c, axis=1)
+    return distances_to(X, c)
 
 
-def _window(d: np.ndarray, budget: int, rate: float, window: str) -> np.ndarray:
+def _window(d: np.ndarray, budget: int, rate: float, window: str, order: np.ndarray | None = None) -> np.ndarray:
+    """The kept rows of a moderate window over distances ``d`` (``order``: their stable argsort)."""
     n = d.shape[0]
     if window == "abs_median":
         return np.sort(np.argsort(np.abs(d - np.median(d)), kind="stable")[:budget])
-    order = np.argsort(d, kind="stable")
+    order = np.argsort(d, kind="stable") if order is None else order
     if window == "exact":
         start = (n - budget) // 2
         return np.sort(order[start:start + budget])
@@ -73,7 +77,8 @@ def _window(d: np.ndarray, budget: int, rate: float, window: str) -> np.ndarray:
 def _moderate_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int, center: str,
                     window: str) -> list[np.ndarray]:
     d = _centre_distances(X, center)
-    return [_window(d, b, r, window) for b, r in zip(budgets, rates, strict=True)]
+    order = np.argsort(d, kind="stable")
+    return [_window(d, b, r, window, order) for b, r in zip(budgets, rates, strict=True)]
 
 
 def moderate(X: np.ndarray, labels: np.ndarray, rate: float, center: str = "median", window: str = "exact",
