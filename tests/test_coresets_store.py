@@ -148,3 +148,25 @@ def test_cli_select_ls_show_export(two_stores, home, tmp_path):
     assert bad.returncode == 2 and "k must be an integer >= 1" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli("select", "no-such-store", "--method", "random", "--rate", "0.2", home=home)
     assert bad.returncode == 2 and "no store at 'no-such-store'" in bad.stderr
+
+
+@pytest.mark.parametrize("min_bytes", [1, 40, 10_000])
+def test_iter_classes_reads_once_in_order(tmp_path, min_bytes):
+    from actstore.coresets.select import iter_classes
+
+    data = np.arange(23 * 2, dtype=np.float32).reshape(23, 2)
+    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(3, 2), dtype="float32")
+    arr[:] = data
+    offsets = np.array([0, 0, 5, 5, 6, 17, 23, 23])  # empty classes first, in the middle and last
+    got = list(iter_classes(arr, offsets, min_bytes=min_bytes))
+    assert [c for c, _ in got] == list(range(7))
+    for c, X in got:
+        np.testing.assert_array_equal(X, data[offsets[c]:offsets[c + 1]])
+
+
+def test_coreset_ids_missing_from_a_store_are_an_error(two_stores):
+    store = open_store(two_stores[1])
+    cs = select(two_stores[0], "random", 0.5)
+    cs.ids_by_class[0] = np.append(cs.ids_by_class[0], 10_000)
+    with pytest.raises(errors.StoreError, match=r"1 sample id\(s\) not in this store, e.g. \[10000\]"):
+        cs.rows(store)

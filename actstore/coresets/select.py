@@ -96,13 +96,14 @@ def select_many(
         except StoreError:
             raise StoreError(f"{st.path}: layer '{used_layer}' has no pooled array to select on") from None
 
-    def one_class(c: int) -> list[np.ndarray]:
+    def one_class(c: int, X: np.ndarray | None) -> list[np.ndarray]:
         rows = st.class_rows(c)
         n = rows.stop - rows.start
         if n == 0:
             return [np.empty(0, np.int64) for _ in rates]
-        X = np.asarray(pooled[rows]) if pooled is not None else np.empty((n, 0))
-        if pooled is not None and not np.isfinite(X).all():
+        if X is None:
+            X = np.empty((n, 0))
+        elif not np.isfinite(X).all():
             bad = rows.start + int(np.argwhere(~np.isfinite(X))[0][0])
             raise SelectionError(f"{st.path}: layers/{used_layer}/pooled holds NaN or Inf (class "
                                  f"'{st.classes[c]}', row {bad}); re-extract the store")
@@ -111,13 +112,20 @@ def select_many(
         local = selector.per_class(X, budgets, rates=list(rates), seed=seed, label=c, **extra, **params)
         return [st.sample_ids[rows][idx] for idx in local]
 
-    classes = range(len(st.classes))
     workers = n_jobs or os.cpu_count() or 1
+    results: dict[int, list[np.ndarray]] = {}
     with _bar(progress, len(st.classes), f"select {method}") as advance, ThreadPoolExecutor(workers) as pool:
-        results = []
-        for out in pool.map(one_class, classes):
-            results.append(out)
+        in_flight: dict[int, Any] = {}
+        for c, X in iter_classes(pooled, st.class_offsets):
+            in_flight[c] = pool.submit(one_class, c, X)
+            while len(in_flight) > 2 * workers:  # bounded: memory holds a few classes, never the layer
+                done = min(in_flight)
+                results[done] = in_flight.pop(done).result()
+                advance()
+        for c in sorted(in_flight):
+            results[c] = in_flight.pop(c).result()
             advance()
+    classes = range(len(st.classes))
     used_params = {k: (str(v) if isinstance(v, (np.ndarray, Path)) else v) for k, v in params.items()}
     if scores_arg is not None:
         used_params["scores"] = str(scores_arg) if isinstance(scores_arg, (str, os.PathLike)) else "array"
@@ -125,6 +133,36 @@ def select_many(
                     rate=rate, seed=seed, layer=used_layer, fingerprint=st.fingerprint, store_key=st.key,
                     store_path=str(st.path), classes=st.classes)
             for i, rate in enumerate(rates)]
+
+
+def iter_classes(array: Any, offsets: np.ndarray, min_bytes: int = 16 * 2**20) -> Any:
+    """Yield ``(class, rows of that class)`` reading ``array`` once, sequentially, in chunk-aligned
+    blocks (a class is not re-read from a chunk it shares with its neighbours). ``array=None``
+    yields ``(class, None)`` for every class."""
+    n_classes = len(offsets) - 1
+    if array is None:
+        yield from ((c, None) for c in range(n_classes))
+        return
+    n = array.shape[0]
+    row_bytes = max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize)
+    chunk = array.chunks[0]
+    step = chunk * max(1, min_bytes // (chunk * row_bytes))
+    pending, pending_start, c = None, 0, 0
+    for start in range(0, n, step):
+        block = np.asarray(array[start:min(n, start + step)])
+        pending = block if pending is None else np.concatenate([pending, block])
+        stop = start + block.shape[0]
+        first_unused = pending_start
+        while c < n_classes and offsets[c + 1] <= stop:
+            lo, hi = int(offsets[c]) - pending_start, int(offsets[c + 1]) - pending_start
+            yield c, pending[lo:hi].copy()
+            first_unused = int(offsets[c + 1])
+            c += 1
+        pending = pending[first_unused - pending_start:]
+        pending_start = first_unused
+    while c < n_classes:  # trailing empty classes
+        yield c, pending[:0].copy()
+        c += 1
 
 
 def select(store: ActivationStore | str | os.PathLike[str], method: str, rate: float, layer: str | None = None,
