@@ -111,12 +111,12 @@ print(json.dumps({"n": 50000, "d": 512, "rate": 0.1, "selected": int(sel.size), 
 """)
 
 
-def _select_rss(store: Path, method: str) -> dict:
+def _select_rss(store: Path, method: str, **params: object) -> dict:
     return _child(f"""
 import json, time
 from _common import peak_rss_mb
 from actstore import select
-t = time.perf_counter(); cs = select({str(store)!r}, {method!r}, 0.1); t = time.perf_counter() - t
+t = time.perf_counter(); cs = select({str(store)!r}, {method!r}, 0.1, **{params!r}); t = time.perf_counter() - t
 print(json.dumps({{"seconds": round(t, 2), "n": cs.n,
                    "peak_rss_MB": round(peak_rss_mb(), 1)}}))
 """)
@@ -139,11 +139,13 @@ def store_level(classes: int, tmp: Path) -> dict:
         pooled[start:start + step]
     read = time.perf_counter() - t
     runs = {m: _select_rss(big, m) for m in ("dgpruning", "moderate", "random")}
+    runs["moderate_mean"] = _select_rss(big, "moderate", center="mean")
     small_rss = _select_rss(small, "dgpruning")["peak_rss_MB"]
     return {"classes": classes, "rows_per_class": 1300, "d": 512, "pooled_GB": round(pooled.nbytes / 1e9, 2),
             "build_seconds": round(build, 1), "sequential_read_seconds": round(read, 2),
             **{f"{m}_seconds": r["seconds"] for m, r in runs.items()},
             "moderate_vs_read": round(runs["moderate"]["seconds"] / read, 2),
+            "moderate_mean_vs_read": round(runs["moderate_mean"]["seconds"] / read, 2),
             "random_vs_read": round(runs["random"]["seconds"] / read, 2),
             "dgpruning_peak_rss_MB": runs["dgpruning"]["peak_rss_MB"],
             f"dgpruning_peak_rss_MB_{max(1, classes // 4)}_classes": small_rss}
