@@ -37,16 +37,22 @@ def _done_blocks(partial: Path) -> int:
     return len(list(ledger.iterdir())) if ledger.exists() else 0
 
 
-def test_killed_extraction_resumes_to_an_identical_store(tmp_path: Path) -> None:
-    out = tmp_path / "killed.zarr"
-    proc = subprocess.Popen([sys.executable, "-c", _script(out, tmp_path / "a.yaml")])
+def _kill_after(out: Path, catalog: Path, blocks: int) -> Path:
+    """Start the extraction in a subprocess and SIGKILL it once ``blocks`` ledger blocks are done."""
+    proc = subprocess.Popen([sys.executable, "-c", _script(out, catalog)])
     partial = out.with_name(out.name + ".partial")
     deadline = time.time() + 120
-    while _done_blocks(partial) < 4 and proc.poll() is None and time.time() < deadline:
+    while _done_blocks(partial) < blocks and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "extraction finished before it could be killed; make the dataset larger"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    return partial
+
+
+def test_killed_extraction_resumes_to_an_identical_store(tmp_path: Path) -> None:
+    out = tmp_path / "killed.zarr"
+    partial = _kill_after(out, tmp_path / "a.yaml", 4)
     assert not out.exists() and partial.exists(), "a killed run must leave only the .partial folder"
     written = _done_blocks(partial)
     assert 0 < written < 30
@@ -91,13 +97,7 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
 
 def test_partial_with_other_provenance_needs_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "p.zarr"
-    proc = subprocess.Popen([sys.executable, "-c", _script(out, tmp_path / "a.yaml")])
-    partial = out.with_name(out.name + ".partial")
-    deadline = time.time() + 120
-    while _done_blocks(partial) < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_after(out, tmp_path / "a.yaml", 1)
     with pytest.raises(errors.StoreExistsError, match="--overwrite"):
         extract("demo-vgg", "synthetic:n=8,classes=2", out, weights="random", catalog=tmp_path / "a.yaml",
                 progress=False)
