@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import threading
+import time
 import shutil
 import sys
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ class ExtractResult:
     reused: bool
     resumed_blocks: int
     written_blocks: int
+    loop_seconds: float = 0.0  # the forward-and-write loop alone (images/s = rows / loop_seconds)
 
     @property
     def store(self) -> ActivationStore:
@@ -211,11 +213,13 @@ def extract(
         if writer.resumed_blocks:
             batch_size = int(writer.group.attrs["actstore"].get("batch_size", batch_size))
             say(f"resuming: {writer.resumed_blocks} of {spec.n_blocks} blocks already written")
+        started = time.perf_counter()
         _run(writer, probe.to(dev), source, spec, pending, batch_size, dev, workers, say)
+        loop_seconds = time.perf_counter() - started
         writer.finalize({"store_path": str(path)})
     say(f"done: {path}")
     return ExtractResult(path, _register(cat, store_name, path, provenance), False,
-                         writer.resumed_blocks, len(pending))
+                         writer.resumed_blocks, len(pending), loop_seconds)
 
 
 def _existing_parent(path: Path) -> Path:
