@@ -1,0 +1,249 @@
+"""ICE (Zhang et al., AAAI 2021): per class, NMF of the last-layer maps as (n·H·W) x D rows.
+
+The solver is HALS (the coordinate-descent NMF that sklearn's ``solver="cd"`` also runs): W then
+H, one component at a time, each step the exact non-negative minimiser. Its W-step is row-
+separable, so the same iterations run in memory or over row blocks streamed from a store (one
+pass per iteration, W kept as n·H·W x k, a k/D fraction of the data): both give the same result.
+Initialisation is nndsvda, as sklearn: in memory from ``randomized_svd`` (identical to sklearn's
+init for the same ``random_state``), out of core from the exact top-k eigenvectors of AᵀA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .vebi import InterpretError
+
+__all__ = ["ICE", "nndsvda"]
+
+Blocks = Callable[[], Iterator[np.ndarray]]  # a fresh pass over (rows, D) float32 blocks, same order
+
+
+def _flat(A: np.ndarray) -> np.ndarray:
+    A = np.asarray(A)
+    if A.ndim < 2:
+        raise InterpretError(f"ICE needs maps (n, H, W, D) or rows (m, D), got shape {A.shape}")
+    return A.reshape(-1, A.shape[-1])
+
+
+def nndsvda(U: np.ndarray, S: np.ndarray, V: np.ndarray, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """NNDSVD (Boutsidis & Gallopoulos) from a rank-k SVD, zeros filled with ``fill`` (the data mean).
+
+    U (m, k), S (k,), V (k, D) -> W (m, k), H (k, D); sign choice as sklearn's ``_initialize_nmf``.
+    """
+    k = len(S)
+    W, H = np.zeros((U.shape[0], k), U.dtype), np.zeros((k, V.shape[1]), V.dtype)
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    H[0] = np.sqrt(S[0]) * np.abs(V[0])
+    for j in range(1, k):
+        x, y = U[:, j], V[j]
+        xp, yp = np.maximum(x, 0), np.maximum(y, 0)
+        xn, yn = np.abs(np.minimum(x, 0)), np.abs(np.minimum(y, 0))
+        xpn, ypn, xnn, ynn = (np.sqrt(np.dot(v, v)) for v in (xp, yp, xn, yn))
+        mp, mn = xpn * ypn, xnn * ynn
+        if mp > mn:
+            u, v, sigma = xp / xpn, yp / ypn, mp
+        else:
+            u, v, sigma = xn / xnn, yn / ynn, mn
+        lbd = np.sqrt(S[j] * sigma)
+        W[:, j], H[j] = lbd * u, lbd * v
+    W[W < 1e-6] = fill
+    H[H < 1e-6] = fill
+    return W, H
+
+
+def _hals(M: np.ndarray, cross: np.ndarray, gram: np.ndarray) -> float:
+    """One HALS sweep over the columns of M (rows x k), in place; returns the summed |update|.
+
+    Minimises ||A - M F||² column by column given cross = A Fᵀ (rows x k) and gram = F Fᵀ (k x k).
+    """
+    change = 0.0
+    for t in range(M.shape[1]):
+        hess = gram[t, t]
+        if hess <= 0:
+            continue
+        new = np.maximum(M[:, t] - (M @ gram[:, t] - cross[:, t]) / hess, 0.0)
+        change += float(np.abs(new - M[:, t]).sum())
+        M[:, t] = new
+    return change
+
+
+class ICE:
+    """Per-class NMF concepts: ``fit(A)`` sets ``components_`` (k x D); ``transform`` gives the codes
+    (NNLS with the components fixed), ``inverse_transform`` and ``reconstruct`` give Z (A's shape).
+
+    ``memory_limit`` (bytes): larger inputs to :meth:`fit_blocks` are fitted out of core.
+    """
+
+    def __init__(self, n_components: int = 10, init: str = "nndsvda", max_iter: int = 200, tol: float = 1e-4,
+                 random_state: int | None = 0, memory_limit: int = 2**30) -> None:
+        self.n_components = n_components
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.memory_limit = memory_limit
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("n_components", "init", "max_iter", "tol", "random_state")}
+
+    def _check_params(self, rows: int) -> None:
+        if int(self.n_components) != self.n_components or self.n_components < 1:
+            raise InterpretError(f"n_components must be an integer >= 1, got {self.n_components}")
+        if self.init != "nndsvda":
+            raise InterpretError(f"init must be 'nndsvda' (ICE's and sklearn's default), got '{self.init}'")
+        if rows < self.n_components:
+            raise InterpretError(f"ICE needs at least n_components={self.n_components} rows (n·H·W), got {rows}")
+
+    @staticmethod
+    def _check_block(block: np.ndarray) -> np.ndarray:
+        block = np.asarray(block, np.float32)
+        if not np.isfinite(block).all():
+            raise InterpretError("activations hold NaN or Inf")
+        if (block < 0).any():
+            raise InterpretError("NMF needs non-negative activations; this layer has negative values "
+                                 "(pick a layer after a ReLU)")
+        return block
+
+    # -- in memory ---------------------------------------------------------------------------------
+    def fit(self, A: np.ndarray) -> ICE:
+        """Fit on one class's maps (n, H, W, D) or rows (m, D), in memory."""
+        from sklearn.utils.extmath import randomized_svd
+
+        X = self._check_block(_flat(A))
+        self._check_params(X.shape[0])
+        U, S, V = randomized_svd(X, self.n_components, random_state=self.random_state)
+        W, H = nndsvda(U, S, V, float(X.mean()))
+        W, H = W.astype(np.float32), H.astype(np.float32)
+        self._iterate(lambda: iter([X]), W, H, float(np.square(X, dtype=np.float64).sum()))
+        return self
+
+    def _iterate(self, blocks: Blocks, W: np.ndarray, H: np.ndarray, norm2: float) -> None:
+        """HALS iterations, one pass over the blocks each: the W-step per block, then the H-step.
+
+        W and H are float32 (as the data); each step and every accumulation runs in float64.
+        """
+        first = None
+        for it in range(1, self.max_iter + 1):
+            HHt = (H @ H.T).astype(np.float64)
+            WtA = np.zeros(H.shape)
+            WtW = np.zeros((H.shape[0], H.shape[0]))
+            change, start = 0.0, 0
+            for block in blocks():
+                Wb = W[start:start + len(block)]
+                W64 = Wb.astype(np.float64)
+                change += _hals(W64, (block @ H.T).astype(np.float64), HHt)
+                Wb[:] = W64
+                WtA += (Wb.T @ block).astype(np.float64)
+                WtW += W64.T @ W64
+                start += len(block)
+            Ht = H.T.astype(np.float64)
+            change += _hals(Ht, WtA.T, WtW)
+            H[:] = Ht.T
+            first = change if first is None else first
+            err2 = norm2 - 2.0 * float((Ht.T * WtA).sum()) + float((WtW * (Ht.T @ Ht)).sum())
+            self.reconstruction_err_ = float(np.sqrt(max(err2, 0.0)))
+            self.n_iter_ = it
+            if first == 0 or change / first <= self.tol:
+                break
+        self.components_ = H.astype(np.float32)
+
+    # -- out of core -------------------------------------------------------------------------------
+    def fit_blocks(self, blocks: Blocks, n_rows: int, n_features: int) -> ICE:
+        """Fit from row blocks streamed in a fixed order (one pass per iteration, two for the init).
+
+        ``blocks()`` starts a new pass yielding (rows, D) arrays; ``n_rows`` is their total.
+        """
+        self._check_params(n_rows)
+        k = self.n_components
+        gram = np.zeros((n_features, n_features))
+        total, norm2 = np.zeros(n_features), 0.0
+        for block in blocks():
+            b = self._check_block(block).astype(np.float64)
+            gram += b.T @ b
+            total += b.sum(axis=0)
+            norm2 += float(np.square(b).sum())
+        evals, evecs = np.linalg.eigh(gram)
+        order = np.argsort(evals)[::-1][:k]
+        S = np.sqrt(np.maximum(evals[order], 0.0))
+        V = evecs[:, order].T
+        for j in range(k):  # sklearn's svd_flip: the largest |V| entry of each component positive
+            if V[j, np.argmax(np.abs(V[j]))] < 0:
+                V[j] = -V[j]
+        safe = np.where(S > 0, S, 1.0)
+        pos, neg = np.zeros(k), np.zeros(k)
+        for block in blocks():
+            U = (np.asarray(block, np.float64) @ V.T) / safe
+            pos += np.square(np.maximum(U, 0)).sum(axis=0)
+            neg += np.square(np.minimum(U, 0)).sum(axis=0)
+        fill = float(total.sum() / (n_rows * n_features))
+        W = np.empty((n_rows, k), np.float32)
+        H = None
+        start = 0
+        for block in blocks():  # W's init, block by block, with the global norms fixed above
+            U = (np.asarray(block, np.float64) @ V.T) / safe
+            Wb, Hb = _nndsvda_blocks(U, S, V, pos, neg, fill)
+            W[start:start + len(block)] = Wb
+            H = Hb if H is None else H
+            start += len(block)
+        assert H is not None
+        self._iterate(lambda: (np.asarray(b, np.float32) for b in blocks()), W, H.astype(np.float32), norm2)
+        return self
+
+    # -- using the fit -----------------------------------------------------------------------------
+    def _fitted(self) -> np.ndarray:
+        if not hasattr(self, "components_"):
+            raise InterpretError("ICE is not fitted yet: call fit first")
+        return self.components_
+
+    def transform(self, A: np.ndarray) -> np.ndarray:
+        """Codes S >= 0 with the components fixed (an NNLS, as sklearn's ``NMF.transform``): (..., k)."""
+        H = self._fitted()
+        X = self._check_block(_flat(A))
+        HHt = (H @ H.T).astype(np.float64)
+        W = np.zeros((X.shape[0], H.shape[0]))
+        cross = (X @ H.T).astype(np.float64)
+        first = None
+        for _ in range(self.max_iter):
+            change = _hals(W, cross, HHt)
+            first = change if first is None else first
+            if first == 0 or change / first <= self.tol:
+                break
+        return W.astype(np.float32).reshape(*np.shape(A)[:-1], H.shape[0])
+
+    def inverse_transform(self, S: np.ndarray) -> np.ndarray:
+        """Z = S · components_, with the spatial shape of S."""
+        H = self._fitted()
+        S = np.asarray(S, np.float32)
+        return (S.reshape(-1, H.shape[0]) @ H).reshape(*S.shape[:-1], H.shape[1])
+
+    def reconstruct(self, A: np.ndarray) -> np.ndarray:
+        """Z = inverse_transform(transform(A)): A projected on the concepts, A's shape."""
+        return self.inverse_transform(self.transform(A))
+
+
+def _nndsvda_blocks(U: np.ndarray, S: np.ndarray, V: np.ndarray, pos: np.ndarray, neg: np.ndarray, fill: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """nndsvda on one block of U, with the whole-column norms of U's positive/negative parts given."""
+    k = len(S)
+    W, H = np.zeros((U.shape[0], k)), np.zeros((k, V.shape[1]))
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    H[0] = np.sqrt(S[0]) * np.abs(V[0])
+    for j in range(1, k):
+        x, y = U[:, j], V[j]
+        yp, yn = np.maximum(y, 0), np.abs(np.minimum(y, 0))
+        xpn, xnn = np.sqrt(pos[j]), np.sqrt(neg[j])
+        ypn, ynn = np.linalg.norm(yp), np.linalg.norm(yn)
+        mp, mn = xpn * ypn, xnn * ynn
+        if mp > mn:
+            u, v, sigma = np.maximum(x, 0) / max(xpn, 1e-300), yp / max(ypn, 1e-300), mp
+        else:
+            u, v, sigma = np.abs(np.minimum(x, 0)) / max(xnn, 1e-300), yn / max(ynn, 1e-300), mn
+        lbd = np.sqrt(S[j] * sigma)
+        W[:, j], H[j] = lbd * u, lbd * v
+    W[W < 1e-6] = fill
+    H[H < 1e-6] = fill
+    return W, H

@@ -1,0 +1,80 @@
+"""VEBI against in-memory lars_path, the constraint, and the KKT conditions of the μ-lasso."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import lars_path
+
+from actstore.interpret import VEBI, InterpretError
+
+
+def features(seed: int, n: int = 300, p: int = 40, k: int = 4):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    X = rng.gamma(1.0, 1.0, (n, p))
+    X[np.arange(n), y * 3] += 2.0  # a few units carry the class
+    X /= X.sum(axis=1, keepdims=True)  # energy shares: rows sum to 1
+    return X, y
+
+
+def path_at(X: np.ndarray, target: np.ndarray, mu: float) -> np.ndarray:
+    """Independent: in-memory lars_path on the data, interpolated at ||w||₁ = μ."""
+    _, _, coefs = lars_path(X, target, method="lasso", positive=True, max_iter=10_000)
+    l1 = coefs.sum(axis=0)
+    if l1[-1] <= mu:
+        return coefs[:, -1]
+    t = np.searchsorted(l1, mu, side="right") - 1
+    return coefs[:, t] + (mu - l1[t]) / (l1[t + 1] - l1[t]) * (coefs[:, t + 1] - coefs[:, t])
+
+
+@pytest.mark.parametrize("mu", [1e-3, 0.05, 0.5, 5.0, 1e4])
+def test_equals_in_memory_lars_path(mu):
+    X, y = features(0)
+    model = VEBI(mu=mu).fit(X, y)
+    for c in range(4):
+        ref = path_at(X, (y == c).astype(float), mu)
+        np.testing.assert_allclose(model.coef_[c], ref, atol=1e-6, rtol=0)
+        assert set(model.relevant_units_[c]) == set(np.flatnonzero(ref > 0))
+
+
+@pytest.mark.parametrize("mu", [1e-3, 0.2, 3.0])
+def test_constraint_and_kkt(mu):
+    X, y = features(1, p=25)
+    model = VEBI(mu=mu).fit(X, y)
+    for c in range(4):
+        w = model.coef_[c]
+        assert (w >= 0).all() and w.sum() <= mu + 1e-9
+        grad = -2 * X.T @ ((y == c) - X @ w)  # of ||L - Xw||²
+        if w.sum() < mu - 1e-9:  # L1 constraint inactive: plain non-negative least squares
+            lam = 0.0
+        else:
+            lam = -grad[w > 0].mean()
+        active = w > 1e-12
+        np.testing.assert_allclose(grad[active] + lam, 0, atol=1e-6)
+        assert (grad[~active] + lam >= -1e-6).all()
+        assert lam >= -1e-9
+
+
+def test_sample_weights_and_gram_route():
+    X, y = features(2)
+    wts = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
+    a = VEBI(mu=0.3).fit(X, y, sample_weight=wts)
+    reps = np.repeat(np.arange(len(y)), 2)
+    b = VEBI(mu=0.3).fit(X[reps], y[reps], sample_weight=np.repeat(wts, 2) / 2)
+    np.testing.assert_allclose(a.coef_, b.coef_, atol=1e-8)
+
+
+def test_unit_table_and_bad_input():
+    X, y = features(4, p=6, k=2)
+    table = [("relu", i) for i in range(6)]
+    model = VEBI(mu=1.0).fit(X, y, unit_table=table)
+    assert all(u in table for u in model.units(0))
+    X0 = X.copy()
+    X0[:, 5] = 0.0  # an all-zero unit is never relevant
+    assert 5 not in VEBI(mu=10.0).fit(X0, y).relevant_units_[1]
+    with pytest.raises(InterpretError, match="mu must be > 0"):
+        VEBI(mu=0).fit(X, y)
+    with pytest.raises(InterpretError, match="NaN or Inf"):
+        X0[0, 0] = np.nan
+        VEBI().fit(X0, y)
