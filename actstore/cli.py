@@ -306,6 +306,33 @@ def coreset_export(
 
 
 @app.command()
+def interpret(
+    store: Annotated[str, typer.Argument(help="Store path or catalog name.")],
+    method: Annotated[str, typer.Option(help="ice or vebi.")],
+    coreset: Annotated[list[str] | None, typer.Option(help="Coreset name or file; repeat for several (one read).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Also on all rows (the default without --coreset).")] = False,
+    layer: Annotated[str | None, typer.Option(help="ICE: layer of the maps (default: the store's last).")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Hyperparameter key=value, e.g. mu=0.001, n_components=10.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Where features go (default: ACTSTORE_HOME/features).")] = None,
+    catalog: CatalogOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run an interpreter on a store, on coresets' rows and/or all rows; save and register its R."""
+    from .catalog import open_catalog
+    from .interpret.run import interpret as run, save_features
+
+    cat = open_catalog(catalog)
+    coresets = [_coreset(c, catalog) for c in coreset or []]
+    results = run(_store_path(store, catalog), method, coresets=coresets, full=full or not coresets, layer=layer,
+                  **_params(param))
+    rows = []
+    for f in results:
+        name, path = save_features(f, cat, out_dir)
+        rows.append({"name": name, "path": str(path), "method": f.method, "coreset": f.coreset, "key": f.key})
+    _emit(rows, as_json, "\n".join(f"{r['name']}  {r['path']}" for r in rows))
+
+
+@app.command()
 def demo(
     catalog: CatalogOpt = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,

@@ -1,0 +1,221 @@
+"""Store-level interpretation: feed an estimator a store's row blocks, on all rows or a coreset's.
+
+Several coresets in one call share the reads: VEBI accumulates every coreset's (G, b) in the same
+pass over ``units/energy``; ICE reads each class's maps once for the union of the coresets' rows.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..catalog import Catalog, open_catalog
+from ..config import home
+from ..coresets.artifact import Coreset
+from ..store.reader import ActivationStore, open_store
+from .features import Features
+from .ice import ICE
+from .vebi import DEFAULT_MU, VEBI, InterpretError
+
+__all__ = ["interpret", "vebi_stats", "fit_vebi", "fit_ice", "save_features", "METHODS"]
+
+METHODS = ("ice", "vebi")
+_PARAMS = {
+    "vebi": {"mu": DEFAULT_MU, "labels": "predicted", "block_rows": None},
+    "ice": {"n_components": 10, "max_iter": 200, "tol": 1e-4, "random_state": 0, "memory_limit": 2**30},
+}
+
+Target = Coreset | None  # None: the full data
+
+
+def _read_ahead(arrays: list[Any], step: int, n: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Yield (start, [array[start:start+step] for each]) sequentially, reading one block ahead."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=2)
+
+    def reader() -> None:
+        try:
+            for start in range(0, n, step):
+                q.put((start, [np.asarray(a[start:start + step]) for a in arrays]))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            q.put(exc)
+        q.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    while (item := q.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "predicted",
+               block_rows: int | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], dict[str, Any]]:
+    """One sequential pass over ``units/energy`` (and logits): per target (G, b, n) in float64.
+
+    The pass is a plain stream with read-ahead rather than a Dask tree reduction: each partial
+    Gram is P x P (0.12 GB for ResNet18, 4 GB for ResNet50), and a tree would hold several.
+    """
+    if labels not in ("predicted", "true"):
+        raise InterpretError(f"labels must be 'predicted' or 'true', not '{labels}'")
+    energy = store.array("units/energy")
+    logits = store.array("samples/logits")
+    n, p = energy.shape
+    k = logits.shape[1] if labels == "predicted" else len(store.classes)
+    masks = []
+    for t in targets:
+        m = np.zeros(n, bool)
+        m[t.rows(store) if t is not None else slice(None)] = True
+        masks.append(m)
+    acc = [(np.zeros((p, p)), np.zeros((p, k)), 0) for _ in targets]
+    step = block_rows or max(energy.chunks[0], (64 * 2**20) // (8 * p) // energy.chunks[0] * energy.chunks[0])
+    t0, gemm = time.perf_counter(), 0.0
+    nbytes = 0
+    for start, (e, lg) in _read_ahead([energy, logits], step, n):
+        if not np.isfinite(e).all():
+            raise InterpretError(f"{store.path}: units/energy holds NaN or Inf near row {start}")
+        nbytes += e.nbytes + lg.nbytes
+        y = lg.argmax(axis=1) if labels == "predicted" else store.labels[start:start + len(e)]
+        for i, m in enumerate(masks):
+            sel = m[start:start + len(e)]
+            if not sel.any():
+                continue
+            X = e[sel].astype(np.float64)
+            onehot = np.zeros((len(X), k))
+            onehot[np.arange(len(X)), y[sel]] = 1.0
+            g0 = time.perf_counter()
+            G, b, cnt = acc[i]
+            G += X.T @ X
+            b += X.T @ onehot
+            gemm += time.perf_counter() - g0
+            acc[i] = (G, b, cnt + len(X))
+    stats = {"seconds": time.perf_counter() - t0, "gemm_seconds": gemm, "bytes_read": nbytes}
+    return acc, stats
+
+
+def fit_vebi(store: ActivationStore, targets: list[Target], mu: float = DEFAULT_MU, labels: str = "predicted",
+             block_rows: int | None = None) -> list[Features]:
+    """VEBI R for each target from one pass over the store."""
+    if not np.isfinite(mu) or mu <= 0:
+        raise InterpretError(f"mu must be > 0, got {mu}")
+    accs, stats = vebi_stats(store, targets, labels, block_rows)
+    table = store.unit_table
+    out = []
+    for target, (G, b, n) in zip(targets, accs, strict=True):
+        if n == 0:
+            raise InterpretError("a coreset selects no rows of this store")
+        t0 = time.perf_counter()
+        model = VEBI(mu=mu).fit_gram(G, b, n, unit_table=table)
+        out.append(_features(store, "vebi", {"mu": mu, "labels": labels}, target, None,
+                             {"coef": model.coef_, "unit_layer": np.array([u[0] for u in table]),
+                              "unit_channel": np.array([u[1] for u in table], np.int32)},
+                             {"n_rows": int(n), "units_per_class": [int(len(r)) for r in model.relevant_units_],
+                              "pass": stats, "solve_seconds": time.perf_counter() - t0}))
+    return out
+
+
+def _class_blocks(arr: Any, rows: np.ndarray, d: int, rows_per_block: int) -> Any:
+    """A function starting a pass over ``arr[rows]`` as (rows·H·W, D) float32 blocks."""
+    def blocks() -> Iterator[np.ndarray]:
+        for i in range(0, len(rows), rows_per_block):
+            sel = rows[i:i + rows_per_block]
+            yield np.asarray(arr.oindex[sel], np.float32).reshape(-1, d)
+    return blocks
+
+
+def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = None, **params: Any
+            ) -> list[Features]:
+    """ICE R (per class components) for each target; a class's maps are read once for all targets."""
+    layer = layer or store.layers[-1]
+    if layer not in store.layers:
+        raise InterpretError(f"{store.path}: no layer '{layer}'; this store has {', '.join(store.layers)}")
+    arr = store.array(f"layers/{layer}/maps")
+    if arr.ndim != 4:
+        raise InterpretError(f"ICE needs spatial maps (N, H, W, D); '{layer}' has shape {arr.shape}")
+    memory_limit = int(params.pop("memory_limit"))
+    ice_params = {k: params[k] for k in ("n_components", "max_iter", "tol", "random_state")}
+    _, h, w, d = arr.shape
+    row_bytes = h * w * d * 4
+    comps = [np.zeros((len(store.classes), ice_params["n_components"], d), np.float32) for _ in targets]
+    errs = [np.full(len(store.classes), np.nan) for _ in targets]
+    iters = [np.zeros(len(store.classes), np.int64) for _ in targets]
+    t0 = time.perf_counter()
+    for c in range(len(store.classes)):
+        per_target = [t.class_rows(store, c) if t is not None else np.arange(store.class_rows(c).start,
+                                                                          store.class_rows(c).stop)
+                      for t in targets]
+        union = np.unique(np.concatenate(per_target)) if per_target else np.empty(0, np.int64)
+        if union.size == 0:
+            continue
+        shared = np.asarray(arr.oindex[union], np.float32) if union.size * row_bytes <= memory_limit else None
+        for i, rows in enumerate(per_target):
+            if rows.size * h * w < ice_params["n_components"]:
+                raise InterpretError(f"class '{store.classes[c]}' has {rows.size} rows ({rows.size * h * w} "
+                                     f"positions) in this selection, fewer than n_components="
+                                     f"{ice_params['n_components']}")
+            model = ICE(**ice_params, memory_limit=memory_limit)
+            if shared is not None:
+                model.fit(shared[np.searchsorted(union, rows)])
+            else:
+                per_block = max(1, (64 * 2**20) // row_bytes)
+                model.fit_blocks(_class_blocks(arr, rows, d, per_block), rows.size * h * w, d)
+            comps[i][c] = model.components_
+            errs[i][c] = model.reconstruction_err_
+            iters[i][c] = model.n_iter_
+    seconds = time.perf_counter() - t0
+    return [_features(store, "ice", {**ice_params, "init": "nndsvda", "solver": "hals"}, t, layer,
+                      {"components": comps[i], "reconstruction_err": errs[i], "n_iter": iters[i]},
+                      {"seconds": seconds, "memory_limit": memory_limit})
+            for i, t in enumerate(targets)]
+
+
+def _features(store: ActivationStore, method: str, params: dict[str, Any], target: Target, layer: str | None,
+              arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Features:
+    return Features(method=method, params=params, arrays=arrays, store_key=store.key, store_path=str(store.path),
+                    fingerprint=store.fingerprint, coreset=None if target is None else target.key, layer=layer,
+                    meta={**meta, "coreset_rate": None if target is None else target.rate,
+                          "coreset_method": None if target is None else target.method})
+
+
+def save_features(features: Features, catalog: Catalog | str | os.PathLike[str] | None = None,
+                  out_dir: str | os.PathLike[str] | None = None, name: str | None = None) -> tuple[str, Path]:
+    """Save atomically under ``out_dir`` (default ``ACTSTORE_HOME/features``) and register in the catalog."""
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    store_name = cat.find("stores", key=features.store_key) or Path(features.store_path).stem
+    what = "full" if features.coreset is None else (
+        f"{features.meta.get('coreset_method')}.r{features.meta.get('coreset_rate'):g}")
+    name = name or f"{store_name}.{features.method}.{what}.{features.key[:6]}"
+    folder = Path(out_dir) if out_dir is not None else home() / "features"
+    path = features.save(folder / f"{name}.zarr")
+    cat.add("features", name, {"path": str(path), "fingerprint": features.fingerprint, "key": features.key,
+                               "provenance": {"method": features.method, "params": features.params,
+                                              "coreset": features.coreset, "layer": features.layer,
+                                              "store": store_name}})
+    return name, path
+
+
+def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
+              coresets: list[Coreset | str | os.PathLike[str]] | None = None, full: bool | None = None,
+              layer: str | None = None, **params: Any) -> list[Features]:
+    """Run ``method`` ("ice" or "vebi") on ``store``: on each coreset's rows, and on all rows when
+    ``full`` (the default when no coreset is given). Returns one Features per target, in order."""
+    st = store if isinstance(store, ActivationStore) else open_store(store)
+    if method not in _PARAMS:
+        raise InterpretError(f"unknown interpretation method '{method}'; known: {', '.join(METHODS)}")
+    unknown = set(params) - set(_PARAMS[method])
+    if unknown:
+        raise InterpretError(f"unknown parameter(s) {sorted(unknown)} for '{method}'; "
+                             f"allowed: {', '.join(_PARAMS[method])}")
+    merged = {**_PARAMS[method], **params}
+    loaded = [c if isinstance(c, Coreset) else Coreset.load(c) for c in (coresets or [])]
+    targets: list[Target] = [*loaded, *([None] if (full if full is not None else not loaded) else [])]
+    for cs in loaded:
+        cs.rows(st)  # a coreset of another dataset fails here, before any work
+    if method == "vebi":
+        return fit_vebi(st, targets, mu=float(merged["mu"]), labels=merged["labels"], block_rows=merged["block_rows"])
+    return fit_ice(st, targets, layer, **merged)

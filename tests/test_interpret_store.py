@@ -1,0 +1,118 @@
+"""Interpreters on stores: out-of-core and coreset paths equal in-memory computations; heads; CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from actstore import Features, errors, extract, interpret, load_model, model_head, open_store, save_features, select
+from actstore.interpret import ICE, VEBI, InterpretError
+
+DATA = "synthetic:n=48,classes=3,size=32,seed=7"
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("interp")
+    return extract("demo-resnet", DATA, d / "s.zarr", weights="random", units=True, block_rows=8,
+                   catalog=d / "c.yaml", progress=False).path
+
+
+def test_vebi_store_pass_equals_in_memory(store_path):
+    store = open_store(store_path)
+    X = np.asarray(store.unit_energy())
+    y = np.asarray(store.logits()).argmax(1)
+    cs = select(store, "random", 0.5, seed=1)
+    full, sub = interpret(store, "vebi", coresets=[cs], full=True, mu=0.05, block_rows=3)[::-1]
+    ref = VEBI(mu=0.05).fit(X, y, n_classes=10)
+    np.testing.assert_allclose(full.arrays["coef"], ref.coef_, atol=1e-6)
+    rows = cs.rows(store)
+    ref_sub = VEBI(mu=0.05).fit(X[rows], y[rows], n_classes=10)
+    np.testing.assert_allclose(sub.arrays["coef"], ref_sub.coef_, atol=1e-6)
+    assert sub.coreset == cs.key and full.coreset is None
+    assert full.arrays["unit_layer"][0] == "relu" and len(full.arrays["unit_channel"]) == X.shape[1]
+    true = interpret(store, "vebi", mu=0.05, labels="true")[0]
+    np.testing.assert_allclose(true.arrays["coef"][:3], VEBI(mu=0.05).fit(X, store.labels, n_classes=3).coef_,
+                               atol=1e-6)
+
+
+def test_ice_store_equals_in_memory_and_out_of_core(store_path):
+    store = open_store(store_path)
+    mem = interpret(store, "ice", n_components=4)[0]
+    ooc = interpret(store, "ice", n_components=4, memory_limit=20_000)[0]  # forces the streamed path
+    for c in range(3):
+        A = np.asarray(store.maps(rows=store.class_rows(c)), np.float32)
+        ref = ICE(4).fit(A)
+        np.testing.assert_allclose(mem.arrays["components"][c], ref.components_, rtol=1e-4, atol=1e-5)
+        assert abs(ooc.arrays["reconstruction_err"][c] - ref.reconstruction_err_) <= 0.01 * ref.reconstruction_err_
+    assert mem.layer == "layer3" and mem.params["n_components"] == 4
+
+
+def test_features_saved_atomically_and_registered(store_path, tmp_path):
+    f = interpret(store_path, "vebi", mu=0.01)[0]
+    name, path = save_features(f, tmp_path / "cat.yaml", tmp_path / "feat")
+    back = Features.load(path)
+    np.testing.assert_array_equal(back.arrays["coef"], f.arrays["coef"])
+    assert back.key == f.key and back.params == {"mu": 0.01, "labels": "predicted"}
+    assert not [p for p in (tmp_path / "feat").iterdir() if p.name.startswith(".")]
+    from actstore import Catalog
+
+    assert Catalog.load(tmp_path / "cat.yaml").get("features", name)["key"] == f.key
+
+
+def test_head_gives_the_stored_logits(tmp_path, with_trained):
+    for model, layer in (("demo-resnet", "layer3"), ("demo-vgg", "features.13"), ("demo-vgg", "features.10")):
+        res = extract(model, "digits:val", tmp_path / f"{model}-{layer}.zarr", layers=[layer], dtype="float32",
+                      catalog=tmp_path / "c.yaml", progress=False)
+        store = res.store
+        head = model_head(load_model(model), layer)
+        logits = head.logits(np.asarray(store.maps(layer, slice(0, 50))))
+        np.testing.assert_allclose(logits, np.asarray(store.logits(slice(0, 50))), rtol=1e-4, atol=1e-4)
+    with pytest.raises(errors.LayerError, match="ResNet head exists after its last block"):
+        model_head(load_model("demo-resnet", "random"), "layer2")
+
+
+def test_bad_interpret_requests(store_path, tmp_path):
+    with pytest.raises(InterpretError, match="unknown interpretation method 'tcav'"):
+        interpret(store_path, "tcav")
+    with pytest.raises(InterpretError, match=r"unknown parameter\(s\) \['k'\] for 'ice'"):
+        interpret(store_path, "ice", k=3)
+    with pytest.raises(InterpretError, match="mu must be > 0"):
+        interpret(store_path, "vebi", mu=-1.0)
+    tiny = select(store_path, "random", 0.05)  # one row per class: 64 positions
+    with pytest.raises(InterpretError, match="fewer than n_components=100"):
+        interpret(store_path, "ice", coresets=[tiny], n_components=100)
+    with pytest.raises(InterpretError, match="no layer 'layer9'"):
+        interpret(store_path, "ice", layer="layer9")
+    broken = tmp_path / "nan.zarr"
+    shutil.copytree(store_path, broken)
+    zarr.open_array(str(broken / "units/energy"), mode="r+")[5, 2] = np.nan
+    with pytest.raises(InterpretError, match="NaN or Inf"):
+        interpret(broken, "vebi")
+    other = extract("demo-vgg", "synthetic:n=12,classes=3", tmp_path / "o.zarr", weights="random",
+                    catalog=tmp_path / "c.yaml", progress=False)
+    with pytest.raises(errors.StoreError, match="same dataset"):
+        interpret(other.path, "vebi", coresets=[tiny])
+
+
+def test_cli_interpret(store_path, home):
+    env = {**os.environ, "ACTSTORE_HOME": str(home)}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "actstore.cli", *a], capture_output=True,  # noqa: E731
+                                    text=True, env=env, timeout=300)
+    made = json.loads(run("select", str(store_path), "--method", "kcenter", "--rate", "0.5", "--json").stdout)
+    proc = run("interpret", str(store_path), "--method", "vebi", "--coreset", made[0]["name"], "--full",
+               "--param", "mu=0.02", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(out) == 2 and out[0]["coreset"] == made[0]["key"] and out[1]["coreset"] is None
+    assert Features.load(out[0]["path"]).params["mu"] == 0.02
+    bad = run("interpret", str(store_path), "--method", "ice", "--param", "n_components=0")
+    assert bad.returncode == 2 and "n_components must be" in bad.stderr
