@@ -78,3 +78,15 @@ def test_unit_table_and_bad_input():
     with pytest.raises(InterpretError, match="NaN or Inf"):
         X0[0, 0] = np.nan
         VEBI().fit(X0, y)
+
+
+@pytest.mark.parametrize("mu", [1e-3, 0.1, 2.0, 1e3])
+def test_screened_solve_equals_the_full_path(mu):
+    """With more units than the screen, the KKT-checked screened solve equals the unscreened path."""
+    from actstore.interpret.vebi import _path_at_mu, gram_stats, solve_mu_lasso
+
+    X, y = features(5, n=400, p=120)
+    G, b, _ = gram_stats(X, y, 4)
+    for c in range(4):
+        np.testing.assert_allclose(solve_mu_lasso(G, b[:, c], 400, mu, screen=10),
+                                   _path_at_mu(G, b[:, c], 400, mu, True), atol=1e-9)

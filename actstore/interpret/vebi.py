@@ -27,14 +27,10 @@ class InterpretError(ActstoreError, ValueError):
     """Bad input to an interpreter (parameters, data, labels)."""
 
 
-def solve_mu_lasso(G: np.ndarray, b: np.ndarray, n_samples: int, mu: float, positive: bool = True
-                   ) -> np.ndarray:
-    """w on the lasso path of (G, b) where ||w||₁ = μ (the path's end when it never reaches μ)."""
+def _path_at_mu(G: np.ndarray, b: np.ndarray, n_samples: int, mu: float, positive: bool) -> np.ndarray:
     from sklearn.linear_model import lars_path_gram
 
     P = G.shape[0]
-    if not np.any(b):
-        return np.zeros(P)
     steps = 8
     while True:
         _, _, coefs = lars_path_gram(Xy=b, Gram=G, n_samples=max(int(n_samples), 1), method="lasso",
@@ -48,6 +44,38 @@ def solve_mu_lasso(G: np.ndarray, b: np.ndarray, n_samples: int, mu: float, posi
     t = int(np.searchsorted(l1, mu, side="right")) - 1  # l1[t] <= μ < l1[t + 1]
     frac = (mu - l1[t]) / (l1[t + 1] - l1[t])
     return coefs[:, t] + frac * (coefs[:, t + 1] - coefs[:, t])
+
+
+def solve_mu_lasso(G: np.ndarray, b: np.ndarray, n_samples: int, mu: float, positive: bool = True,
+                   screen: int = 256) -> np.ndarray:
+    """w on the lasso path of (G, b) where ||w||₁ = μ (the path's end when it never reaches μ).
+
+    With P > 2·``screen`` units the path is first solved on the ``screen`` units most correlated
+    with the class, then the KKT conditions are checked on all P (no unit outside may correlate
+    more than the active ones); violators join and it is solved again. The answer is the exact
+    full-problem solution, without copying the P x P Gram matrix for every class.
+    """
+    P = G.shape[0]
+    if not np.any(b):
+        return np.zeros(P)
+    if not positive or P <= 2 * screen:
+        return _path_at_mu(G, b, n_samples, mu, positive)
+    chosen = np.argsort(-b, kind="stable")[:screen]
+    while True:
+        chosen = np.sort(chosen)
+        w_sub = _path_at_mu(np.ascontiguousarray(G[np.ix_(chosen, chosen)]), b[chosen], n_samples, mu, positive)
+        w = np.zeros(P)
+        w[chosen] = w_sub
+        support = np.flatnonzero(w > 0)
+        corr = b - G[:, support] @ w[support]
+        level = max(float(corr[support].max()), 0.0) if support.size else 0.0  # the multiplier λ of ||w||₁
+        outside = np.setdiff1d(np.arange(P), chosen, assume_unique=True)
+        tol = 1e-10 * max(1.0, float(np.abs(b).max()))
+        violators = outside[corr[outside] > level + tol]
+        if violators.size == 0:
+            return w
+        extra = violators[np.argsort(-corr[violators], kind="stable")[:max(screen, violators.size)]]
+        chosen = np.concatenate([chosen, extra])
 
 
 def gram_stats(X: np.ndarray, y: np.ndarray, n_classes: int, sample_weight: np.ndarray | None = None

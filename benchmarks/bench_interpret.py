@@ -1,0 +1,129 @@
+"""Interpreter benchmark: prints one JSON object.
+
+1. ICE on one class at ResNet50 size (1300·49 rows x D=2048, k=10) against sklearn NMF with the
+   same settings (nndsvda, cd, tol 1e-4, max_iter 200), side by side: time and error.
+2. VEBI's Gram pass over a store's ``units/energy`` (float64 accumulation) against numpy's float64
+   GEMM rate for the same block shapes, in the same run.
+3. The μ-lasso for 1000 classes from G at P = 3904 (ResNet18's unit count).
+
+Usage: python benchmarks/bench_interpret.py [--ice-images 1300] [--classes 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mb  # noqa: E402
+
+
+def ice_vs_sklearn(images: int, d: int = 2048, k: int = 10) -> dict:
+    from sklearn.decomposition import NMF
+
+    from actstore.interpret import ICE
+
+    rng = np.random.default_rng(0)
+    m = images * 49
+    codes = rng.gamma(0.3, 1.0, (m, 24)).astype(np.float32)
+    parts = rng.gamma(0.3, 1.0, (24, d)).astype(np.float32)
+    A = np.maximum(codes @ parts + rng.standard_normal((m, d), dtype=np.float32) - 0.5, 0)
+    t = time.perf_counter()
+    ours = ICE(k, random_state=0).fit(A)
+    t_ours = time.perf_counter() - t
+    t = time.perf_counter()
+    sk = NMF(k, init="nndsvda", solver="cd", beta_loss="frobenius", tol=1e-4, max_iter=200, random_state=0).fit(A)
+    t_sk = time.perf_counter() - t
+    return {"rows": m, "d": d, "k": k, "ours_seconds": round(t_ours, 2), "sklearn_seconds": round(t_sk, 2),
+            "time_ratio_vs_sklearn": round(t_ours / t_sk, 3), "ours_error": round(ours.reconstruction_err_, 2),
+            "sklearn_error": round(float(sk.reconstruction_err_), 2),
+            "error_ratio_vs_sklearn": round(ours.reconstruction_err_ / float(sk.reconstruction_err_), 5),
+            "ours_iterations": ours.n_iter_, "sklearn_iterations": int(sk.n_iter_)}
+
+
+def gram_pass(tmp: Path, rows: int = 24_000, p: int = 3904) -> dict:
+    """A store with ResNet18-sized unit features; our pass vs numpy GEMM on the same blocks."""
+    from actstore.interpret.run import vebi_stats
+    from actstore.store.reader import open_store
+    from actstore.store.schema import LayerSpec, StoreSpec, provenance_key
+    from actstore.store.writer import StoreWriter
+
+    classes = 100
+    labels = np.repeat(np.arange(classes, dtype=np.int32), rows // classes)
+    spec = StoreSpec(sample_ids=np.arange(rows, dtype=np.int64), labels=labels,
+                     class_names=[str(c) for c in range(classes)], n_logits=classes,
+                     layers=[LayerSpec("l", 1, 1, 8)], unit_layers=[("relu", p)], block_rows=1024)
+    prov = {"key": provenance_key({"bench": "vebi"}), "model": {"name": "bench"}, "layers": {"l": [1, 1, 8]},
+            "n_logits": classes, "units": {"n_units": p}, "preprocessing": {},
+            "dataset": {"fingerprint": "bench", "n_rows": rows, "classes": classes, "spec": "bench"},
+            "dtype": "float16"}
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp / "units.zarr", spec, prov) as w:
+        for b in w.pending_blocks():
+            sl = w.block_slice(b)
+            n = sl.stop - sl.start
+            e = rng.gamma(0.5, 1.0, (n, p)).astype(np.float32)
+            e /= e.sum(axis=1, keepdims=True)
+            w.write_block(b, logits=rng.standard_normal((n, classes), dtype=np.float32),
+                          maps={"l": np.zeros((n, 1, 1, 8), np.float16)}, pooled={"l": np.zeros((n, 8), np.float32)},
+                          energy=e)
+        w.finalize()
+    store = open_store(tmp / "units.zarr")
+    (_acc,), stats = vebi_stats(store, [None])
+    step = 1024 * max(1, (64 * 2**20) // (8 * p) // 1024)
+    block = rng.random((min(step, rows), p))
+    t = time.perf_counter()
+    for _ in range(0, rows, step):
+        _ = block.T @ block
+    t_gemm = time.perf_counter() - t
+    flops = 2.0 * rows * p * p
+    return {"rows": rows, "units": p, "pass_seconds": round(stats["seconds"], 2),
+            "pass_gflops": round(flops / stats["seconds"] / 1e9, 1),
+            "numpy_gemm_gflops_same_shapes": round(flops / t_gemm / 1e9, 1),
+            "rate_vs_numpy_gemm": round(t_gemm / stats["seconds"], 3),
+            "bytes_read": stats["bytes_read"]}
+
+
+def lasso_1000(classes: int, p: int = 3904, n: int = 20_000) -> dict:
+    from actstore.interpret import VEBI, gram_stats
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, classes, n)
+    X = rng.gamma(0.5, 1.0, (n, p))
+    X[np.arange(n), (y * 7) % p] += 3.0
+    X /= X.sum(axis=1, keepdims=True)
+    G, b, counts = gram_stats(X, y, classes)
+    t = time.perf_counter()
+    model = VEBI(mu=1e-3).fit_gram(G, b, n)
+    secs = time.perf_counter() - t
+    units = [len(r) for r in model.relevant_units_]
+    return {"classes": classes, "units": p, "mu": 1e-3, "seconds": round(secs, 2),
+            "mean_units_per_class": round(float(np.mean(units)), 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ice-images", type=int, default=1300)
+    ap.add_argument("--classes", type=int, default=1000)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-interpret-"))
+    os.environ.setdefault("ACTSTORE_HOME", str(tmp / "home"))
+    try:
+        result = {"benchmark": "interpret", "ice": ice_vs_sklearn(args.ice_images), "vebi_gram": gram_pass(tmp),
+                  "vebi_lasso": lasso_1000(args.classes), "topic": "not implemented yet",
+                  "peak_rss_MB": round(peak_rss_mb(), 1)}
+        print(json.dumps(result))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
