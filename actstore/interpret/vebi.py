@@ -64,11 +64,15 @@ def solve_mu_lasso(G: np.ndarray, b: np.ndarray, n_samples: int, mu: float, posi
     while True:
         chosen = np.sort(chosen)
         w_sub = _path_at_mu(np.ascontiguousarray(G[np.ix_(chosen, chosen)]), b[chosen], n_samples, mu, positive)
+        if np.abs(w_sub).sum() < mu * (1 - 1e-9):
+            # the path ended before ||w||₁ = μ (the constraint is inactive): its end point is only
+            # as exact as LARS's stopping rule, so take the full problem's own path end
+            return _path_at_mu(G, b, n_samples, mu, positive)
         w = np.zeros(P)
         w[chosen] = w_sub
         support = np.flatnonzero(w > 0)
         corr = b - G[:, support] @ w[support]
-        level = max(float(corr[support].max()), 0.0) if support.size else 0.0  # the multiplier λ of ||w||₁
+        level = float(corr[support].max()) if support.size else 0.0  # the multiplier λ of ||w||₁
         outside = np.setdiff1d(np.arange(P), chosen, assume_unique=True)
         tol = 1e-10 * max(1.0, float(np.abs(b).max()))
         violators = outside[corr[outside] > level + tol]
