@@ -19,6 +19,7 @@ from .vebi import InterpretError
 
 __all__ = ["ICE", "nndsvda"]
 
+CACHE_BLOCK_BYTES = 4 * 2**20
 Blocks = Callable[[], Iterator[np.ndarray]]  # a fresh pass over (rows, D) float32 blocks, same order
 
 
@@ -110,41 +111,49 @@ class ICE:
 
     # -- in memory ---------------------------------------------------------------------------------
     def fit(self, A: np.ndarray) -> ICE:
-        """Fit on one class's maps (n, H, W, D) or rows (m, D), in memory."""
+        """Fit on one class's maps (n, H, W, D) or rows (m, D), in memory.
+
+        Iterations still walk the rows in cache-sized blocks: A·Hᵀ and WᵀA are memory-bound
+        (k is small), and doing both on a block while it is in cache reads A once per iteration.
+        """
         from sklearn.utils.extmath import randomized_svd
 
-        X = self._check_block(_flat(A))
+        X = np.asarray(_flat(A), np.float32)
         self._check_params(X.shape[0])
+        step = max(1, CACHE_BLOCK_BYTES // (4 * X.shape[1]))
+        blocks = lambda: (X[i:i + step] for i in range(0, X.shape[0], step))  # noqa: E731
+        norm2 = sum(float(np.square(self._check_block(b), dtype=np.float64).sum()) for b in blocks())
         U, S, V = randomized_svd(X, self.n_components, random_state=self.random_state)
-        W, H = nndsvda(U, S, V, float(X.mean()))
-        W, H = W.astype(np.float32), H.astype(np.float32)
-        self._iterate(lambda: iter([X]), W, H, float(np.square(X, dtype=np.float64).sum()))
+        W, H = nndsvda(U, S, V, float(X.mean(dtype=np.float64)))
+        self._iterate(blocks, W, H, norm2)
         return self
 
     def _iterate(self, blocks: Blocks, W: np.ndarray, H: np.ndarray, norm2: float) -> None:
         """HALS iterations, one pass over the blocks each: the W-step per block, then the H-step.
 
-        W and H are float32 (as the data); each step and every accumulation runs in float64.
+        The data stay float32 (their GEMMs run in float32); W and H, every HALS step and every
+        accumulation are float64. W is column-major, so each HALS column update is contiguous.
         """
+        W = np.asfortranarray(W, dtype=np.float64)
+        H = np.asarray(H, np.float64)
         first = None
         for it in range(1, self.max_iter + 1):
-            HHt = (H @ H.T).astype(np.float64)
+            H32 = H.astype(np.float32)
+            HHt = H @ H.T
             WtA = np.zeros(H.shape)
             WtW = np.zeros((H.shape[0], H.shape[0]))
             change, start = 0.0, 0
             for block in blocks():
                 Wb = W[start:start + len(block)]
-                W64 = Wb.astype(np.float64)
-                change += _hals(W64, (block @ H.T).astype(np.float64), HHt)
-                Wb[:] = W64
-                WtA += (Wb.T @ block).astype(np.float64)
-                WtW += W64.T @ W64
+                change += _hals(Wb, np.asfortranarray(block @ H32.T, dtype=np.float64), HHt)
+                WtA += (Wb.astype(np.float32).T @ block).astype(np.float64)
+                WtW += Wb.T @ Wb
                 start += len(block)
-            Ht = H.T.astype(np.float64)
+            Ht = np.asfortranarray(H.T)
             change += _hals(Ht, WtA.T, WtW)
-            H[:] = Ht.T
+            H = np.ascontiguousarray(Ht.T)
             first = change if first is None else first
-            err2 = norm2 - 2.0 * float((Ht.T * WtA).sum()) + float((WtW * (Ht.T @ Ht)).sum())
+            err2 = norm2 - 2.0 * float((H * WtA).sum()) + float((WtW * (H @ H.T)).sum())
             self.reconstruction_err_ = float(np.sqrt(max(err2, 0.0)))
             self.n_iter_ = it
             if first == 0 or change / first <= self.tol:
@@ -180,7 +189,7 @@ class ICE:
             pos += np.square(np.maximum(U, 0)).sum(axis=0)
             neg += np.square(np.minimum(U, 0)).sum(axis=0)
         fill = float(total.sum() / (n_rows * n_features))
-        W = np.empty((n_rows, k), np.float32)
+        W = np.empty((n_rows, k), order="F")
         H = None
         start = 0
         for block in blocks():  # W's init, block by block, with the global norms fixed above
@@ -190,7 +199,7 @@ class ICE:
             H = Hb if H is None else H
             start += len(block)
         assert H is not None
-        self._iterate(lambda: (np.asarray(b, np.float32) for b in blocks()), W, H.astype(np.float32), norm2)
+        self._iterate(lambda: (np.asarray(b, np.float32) for b in blocks()), W, H, norm2)
         return self
 
     # -- using the fit -----------------------------------------------------------------------------
