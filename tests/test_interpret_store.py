@@ -116,3 +116,34 @@ def test_cli_interpret(store_path, home):
     assert Features.load(out[0]["path"]).params["mu"] == 0.02
     bad = run("interpret", str(store_path), "--method", "ice", "--param", "n_components=0")
     assert bad.returncode == 2 and "n_components must be" in bad.stderr
+
+
+def test_shuffle_buffer_visits_each_selected_row_once_per_epoch(store_path):
+    from actstore.interpret.run import shuffled_batches
+
+    store = open_store(store_path)
+    arr = store.array("layers/layer3/maps")
+    rows = np.sort(np.random.default_rng(0).choice(store.n_rows, 30, replace=False))
+    labels = np.arange(store.n_rows)  # label = row, to identify what came back
+    stats: dict = {}
+    batches = shuffled_batches(arr, rows, labels, batch_size=7, buffer_rows=10, seed=3, stats=stats)
+    for epoch in range(2):
+        seen = np.concatenate([y for _, y in batches(epoch)])
+        assert sorted(seen.tolist()) == rows.tolist()
+    first = np.concatenate([y for _, y in batches(0)])
+    assert not np.array_equal(first, np.sort(first))  # shuffled
+    x, y = next(iter(batches(0)))
+    np.testing.assert_array_equal(x, np.asarray(arr.oindex[y], np.float32))
+    assert stats["bytes_read"] > 0
+
+
+def test_topic_on_a_store_through_the_models_head(tmp_path, with_trained):
+    res = extract("demo-vgg", "digits:train", tmp_path / "t.zarr", catalog=tmp_path / "c.yaml", progress=False)
+    cs = select(res.path, "random", 0.5)
+    feats = interpret(res.path, "topic", coresets=[cs], full=False, n_topics=8, epochs=5, lr=1e-2, batch_size=64,
+                      hidden=32, lambda1=1.0, lambda2=1.0)
+    f = feats[0]
+    assert f.arrays["topics"].shape[0] == 64 and f.arrays["w2"].shape == (32, 64)
+    assert f.meta["history"][-1]["completeness"] > 0.9 and f.coreset == cs.key
+    with pytest.raises(InterpretError, match="n_topics must be >= 1"):
+        interpret(res.path, "topic", n_topics=0)

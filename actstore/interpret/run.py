@@ -10,7 +10,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,17 @@ from ..coresets.artifact import Coreset
 from ..store.reader import ActivationStore, open_store
 from .features import Features
 from .ice import ICE
+from .topic import TOPIC_DEFAULTS, TopicModel
 from .vebi import DEFAULT_MU, VEBI, InterpretError
 
-__all__ = ["interpret", "vebi_stats", "fit_vebi", "fit_ice", "save_features", "METHODS"]
+__all__ = ["interpret", "vebi_stats", "fit_vebi", "fit_ice", "fit_topic", "save_features", "shuffled_batches",
+           "store_model_head", "METHODS"]
 
-METHODS = ("ice", "vebi")
-_PARAMS = {
+METHODS = ("ice", "vebi", "topic")
+_PARAMS: dict[str, dict[str, Any]] = {
     "vebi": {"mu": DEFAULT_MU, "labels": "predicted", "block_rows": None},
     "ice": {"n_components": 10, "max_iter": 200, "tol": 1e-4, "random_state": 0, "memory_limit": 2**30},
+    "topic": {**TOPIC_DEFAULTS, "buffer_rows": 4096, "device": "cpu"},
 }
 
 Target = Coreset | None  # None: the full data
@@ -174,6 +177,80 @@ def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = N
             for i, t in enumerate(targets)]
 
 
+def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size: int, buffer_rows: int,
+                     seed: int, stats: dict[str, float] | None = None) -> Callable[[int], Iterator[Any]]:
+    """Minibatches of ``arr[rows]`` through a shuffle buffer: each epoch reads the chunks holding
+    ``rows`` once, in a seeded random order, and shuffles ``buffer_rows`` rows at a time."""
+    chunk = arr.chunks[0]
+    by_chunk = {int(c): rows[rows // chunk == c] for c in np.unique(rows // chunk)}
+
+    def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng([seed, epoch])
+        buf_x: list[np.ndarray] = []
+        buf_y: list[np.ndarray] = []
+        held = 0
+        order = rng.permutation(list(by_chunk))
+        for pos, c in enumerate(order):
+            t0 = time.perf_counter()
+            part = by_chunk[int(c)]
+            x = np.asarray(arr.oindex[part], np.float32)
+            if stats is not None:
+                stats["read_seconds"] = stats.get("read_seconds", 0.0) + time.perf_counter() - t0
+                stats["bytes_read"] = stats.get("bytes_read", 0.0) + x.size * arr.dtype.itemsize
+            buf_x.append(x)
+            buf_y.append(labels[part])
+            held += len(part)
+            if held >= buffer_rows or pos == len(order) - 1:
+                X, Y = np.concatenate(buf_x), np.concatenate(buf_y)
+                perm = rng.permutation(len(X))
+                X, Y = X[perm], Y[perm]
+                for i in range(0, len(X), batch_size):
+                    yield X[i:i + batch_size], Y[i:i + batch_size]
+                buf_x, buf_y, held = [], [], 0
+
+    return batches
+
+
+def store_model_head(store: ActivationStore, layer: str) -> Any:
+    """The frozen head of the model that made ``store``, rebuilt from its provenance (weights checked)."""
+    from ..extract.heads import model_head
+    from ..extract.models import load_model
+
+    prov = store.provenance["model"]
+    weights = prov.get("weights")
+    loaded = load_model(prov["builder"], weights, num_classes=prov.get("num_classes"))
+    if prov.get("weights_sha256") and loaded.weights_sha256 != prov["weights_sha256"]:
+        raise InterpretError(f"{store.path}: the weights of '{prov['name']}' changed since extraction "
+                             f"(sha256 {loaded.weights_sha256} != {prov['weights_sha256']}); re-extract the store")
+    return model_head(loaded, layer)
+
+
+def fit_topic(store: ActivationStore, targets: list[Target], layer: str | None = None, **params: Any
+              ) -> list[Features]:
+    """Topic R for each target, trained on minibatches streamed from the store's maps."""
+    layer = layer or store.layers[-1]
+    if layer not in store.layers:
+        raise InterpretError(f"{store.path}: no layer '{layer}'; this store has {', '.join(store.layers)}")
+    arr = store.array(f"layers/{layer}/maps")
+    if arr.ndim != 4:
+        raise InterpretError(f"the topic model needs spatial maps (N, H, W, D); '{layer}' has shape {arr.shape}")
+    buffer_rows = int(params.pop("buffer_rows"))
+    head = store_model_head(store, layer)
+    out = []
+    for target in targets:
+        rows = target.rows(store) if target is not None else np.arange(store.n_rows)
+        model = TopicModel(**params)
+        stats: dict[str, float] = {}
+        t0 = time.perf_counter()
+        model.fit(shuffled_batches(arr, rows, store.labels, model.batch_size, buffer_rows, model.seed, stats),
+                  head, arr.shape[-1])
+        w1, w2 = model.g_
+        out.append(_features(store, "topic", model.get_params(), target, layer,
+                             {"topics": model.topics_, "w1": w1, "w2": w2, "kept": model.kept_},
+                             {"history": model.history_, "seconds": time.perf_counter() - t0, **stats}))
+    return out
+
+
 def _features(store: ActivationStore, method: str, params: dict[str, Any], target: Target, layer: str | None,
               arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Features:
     return Features(method=method, params=params, arrays=arrays, store_key=store.key, store_path=str(store.path),
@@ -202,7 +279,7 @@ def save_features(features: Features, catalog: Catalog | str | os.PathLike[str] 
 def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
               coresets: list[Coreset | str | os.PathLike[str]] | None = None, full: bool | None = None,
               layer: str | None = None, **params: Any) -> list[Features]:
-    """Run ``method`` ("ice" or "vebi") on ``store``: on each coreset's rows, and on all rows when
+    """Run ``method`` ("ice", "vebi" or "topic") on ``store``: on each coreset's rows, and on all rows when
     ``full`` (the default when no coreset is given). Returns one Features per target, in order."""
     st = store if isinstance(store, ActivationStore) else open_store(store)
     if method not in _PARAMS:
@@ -218,4 +295,6 @@ def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
         cs.rows(st)  # a coreset of another dataset fails here, before any work
     if method == "vebi":
         return fit_vebi(st, targets, mu=float(merged["mu"]), labels=merged["labels"], block_rows=merged["block_rows"])
+    if method == "topic":
+        return fit_topic(st, targets, layer, **merged)
     return fit_ice(st, targets, layer, **merged)
