@@ -308,10 +308,10 @@ def coreset_export(
 @app.command()
 def interpret(
     store: Annotated[str, typer.Argument(help="Store path or catalog name.")],
-    method: Annotated[str, typer.Option(help="ice or vebi.")],
+    method: Annotated[str, typer.Option(help="ice, vebi or topic.")],
     coreset: Annotated[list[str] | None, typer.Option(help="Coreset name or file; repeat for several (one read).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Also on all rows (the default without --coreset).")] = False,
-    layer: Annotated[str | None, typer.Option(help="ICE: layer of the maps (default: the store's last).")] = None,
+    layer: Annotated[str | None, typer.Option(help="ICE, topic: layer of the maps (default: the store's last).")] = None,
     param: Annotated[list[str] | None, typer.Option(help="Hyperparameter key=value, e.g. mu=0.001, n_components=10.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where features go (default: ACTSTORE_HOME/features).")] = None,
     catalog: CatalogOpt = None,

@@ -5,6 +5,7 @@
 2. VEBI's Gram pass over a store's ``units/energy`` (float64 accumulation) against numpy's float64
    GEMM rate for the same block shapes, in the same run.
 3. The μ-lasso for 1000 classes from G at P = 3904 (ResNet18's unit count).
+4. Topic training's reads of a store's maps (shuffle buffer) against a plain sequential read.
 
 Usage: python benchmarks/bench_interpret.py [--ice-images 1300] [--classes 1000]
 """
@@ -77,13 +78,17 @@ def gram_pass(tmp: Path, rows: int = 24_000, p: int = 3904) -> dict:
                           energy=e)
         w.finalize()
     store = open_store(tmp / "units.zarr")
-    (_acc,), stats = vebi_stats(store, [None])
     step = 1024 * max(1, (64 * 2**20) // (8 * p) // 1024)
     block = rng.random((min(step, rows), p))
-    t = time.perf_counter()
-    for _ in range(0, rows, step):
-        _ = block.T @ block
-    t_gemm = time.perf_counter() - t
+    passes, gemms = [], []
+    for _ in range(2):  # alternate, so both see the same machine
+        t = time.perf_counter()
+        for _ in range(0, rows, step):
+            _ = block.T @ block
+        gemms.append(time.perf_counter() - t)
+        passes.append(vebi_stats(store, [None])[1])
+    stats = min(passes, key=lambda s: s["seconds"])
+    t_gemm = min(gemms)
     flops = 2.0 * rows * p * p
     return {"rows": rows, "units": p, "pass_seconds": round(stats["seconds"], 2),
             "pass_gflops": round(flops / stats["seconds"] / 1e9, 1),
@@ -109,6 +114,37 @@ def lasso_1000(classes: int, p: int = 3904, n: int = 20_000) -> dict:
             "mean_units_per_class": round(float(np.mean(units)), 2)}
 
 
+def topic_reads(tmp: Path) -> dict:
+    """Topic training's store reads (shuffle buffer, random chunk order) against a sequential read."""
+    import torch
+
+    from actstore.interpret.run import shuffled_batches
+    from actstore.interpret.topic import TopicModel
+    from actstore.store.reader import open_store
+    from actstore.store.synthetic import write_synthetic_store
+
+    path = write_synthetic_store(tmp / "maps.zarr", classes=20, rows_per_class=300, channels=512, height=7, width=7)
+    store = open_store(path)
+    arr = store.array("layers/synthetic/maps")
+    t = time.perf_counter()
+    step = arr.chunks[0]
+    for start in range(0, arr.shape[0], step):
+        np.asarray(arr[start:start + step], np.float32)
+    seq = time.perf_counter() - t
+    head = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.LazyLinear(20))
+    head(torch.zeros(1, 7, 7, 512))
+    stats: dict = {}
+    model = TopicModel(n_topics=20, epochs=2, batch_size=256, hidden=64)
+    t = time.perf_counter()
+    model.fit(shuffled_batches(arr, np.arange(arr.shape[0]), store.labels, 256, 4096, 0, stats), head, 512)
+    train = time.perf_counter() - t
+    per_epoch_bytes = stats["bytes_read"] / 2
+    return {"rows": int(arr.shape[0]), "maps": list(arr.shape[1:]), "stored_MB": round(per_epoch_bytes / 1e6, 1),
+            "sequential_read_seconds": round(seq, 2), "training_read_seconds_per_epoch": round(stats["read_seconds"] / 2, 2),
+            "read_rate_vs_sequential": round(seq / (stats["read_seconds"] / 2), 3),
+            "train_seconds_2_epochs": round(train, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ice-images", type=int, default=1300)
@@ -118,7 +154,7 @@ def main() -> None:
     os.environ.setdefault("ACTSTORE_HOME", str(tmp / "home"))
     try:
         result = {"benchmark": "interpret", "ice": ice_vs_sklearn(args.ice_images), "vebi_gram": gram_pass(tmp),
-                  "vebi_lasso": lasso_1000(args.classes), "topic": "not implemented yet",
+                  "vebi_lasso": lasso_1000(args.classes), "topic": topic_reads(tmp),
                   "peak_rss_MB": round(peak_rss_mb(), 1)}
         print(json.dumps(result))
     finally:

@@ -75,3 +75,14 @@ def test_bad_input():
         ICE(0).fit(A)
     with pytest.raises(InterpretError, match="not fitted"):
         ICE(2).transform(A)
+
+
+def test_out_of_core_w_can_live_in_a_scratch_file(monkeypatch):
+    import actstore.interpret.ice as ice_module
+
+    A = class_maps(6, n=40).reshape(-1, 48)
+    blocks = lambda: (A[i:i + 100] for i in range(0, len(A), 100))  # noqa: E731
+    in_memory = ICE(4).fit_blocks(blocks, len(A), 48)
+    monkeypatch.setattr(ice_module, "IN_MEMORY_W_BYTES", 16)
+    scratch = ICE(4).fit_blocks(blocks, len(A), 48)
+    np.testing.assert_array_equal(scratch.components_, in_memory.components_)

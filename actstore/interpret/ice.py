@@ -134,7 +134,8 @@ class ICE:
         The data stay float32 (their GEMMs run in float32); W and H, every HALS step and every
         accumulation are float64. W is column-major, so each HALS column update is contiguous.
         """
-        W = np.asfortranarray(W, dtype=np.float64)
+        if not (isinstance(W, np.memmap) or (W.dtype == np.float64 and W.flags.f_contiguous)):
+            W = np.asfortranarray(W, dtype=np.float64)
         H = np.asarray(H, np.float64)
         first = None
         for it in range(1, self.max_iter + 1):
@@ -189,7 +190,7 @@ class ICE:
             pos += np.square(np.maximum(U, 0)).sum(axis=0)
             neg += np.square(np.minimum(U, 0)).sum(axis=0)
         fill = float(total.sum() / (n_rows * n_features))
-        W = np.empty((n_rows, k), order="F")
+        W = _scratch((n_rows, k))
         H = None
         start = 0
         for block in blocks():  # W's init, block by block, with the global norms fixed above
@@ -232,6 +233,20 @@ class ICE:
     def reconstruct(self, A: np.ndarray) -> np.ndarray:
         """Z = inverse_transform(transform(A)): A projected on the concepts, A's shape."""
         return self.inverse_transform(self.transform(A))
+
+
+IN_MEMORY_W_BYTES = 256 * 2**20
+
+
+def _scratch(shape: tuple[int, int]) -> np.ndarray:
+    """W for the out-of-core fit: in memory when small, else a file-backed scratch array that the
+    kernel can page out, so peak memory does not grow with the class size."""
+    if shape[0] * shape[1] * 8 <= IN_MEMORY_W_BYTES:
+        return np.empty(shape, order="F")
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="actstore-ice-W-", suffix=".f64") as fh:
+        return np.memmap(fh.name, dtype=np.float64, mode="w+", shape=shape, order="F")  # unlinked on close
 
 
 def _nndsvda_blocks(U: np.ndarray, S: np.ndarray, V: np.ndarray, pos: np.ndarray, neg: np.ndarray, fill: float
