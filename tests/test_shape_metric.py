@@ -1,0 +1,115 @@
+"""Φ against netrep's test vectors and a plain restatement of netrep's algorithm; streaming; bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actstore.evaluate import EvaluationError, ShapeStats, angular_distance
+
+CASES = Path(__file__).resolve().parent / "data" / "shape_metric_cases.npz"  # copied from shared/testdata
+
+
+def netrep_restated(X, Y, alpha):
+    """netrep LinearMetric fit+score, angular: centre, whiten (ZCA, floored eigenvalues, variance
+    preserved), two-sided Procrustes by SVD, arccos of the normalised inner product."""
+    d = max(X.shape[1], Y.shape[1])
+    X = np.pad(X, ((0, 0), (0, d - X.shape[1])))
+    Y = np.pad(Y, ((0, 0), (0, d - Y.shape[1])))
+
+    def whiten(A):
+        if alpha > 1 - 1e-7:
+            return A, np.eye(d)
+        lam, V = np.linalg.eigh(A.T @ A)
+        lam = np.maximum(lam, 1e-7)
+        w = alpha + (1 - alpha) * lam ** -0.5
+        w *= np.sqrt(lam.sum() / ((alpha * np.sqrt(lam) + (1 - alpha)) ** 2).sum())
+        Z = V @ np.diag(w) @ V.T
+        return A @ Z, Z
+
+    Xw, Zx = whiten(X - X.mean(0))
+    Yw, Zy = whiten(Y - Y.mean(0))
+    U, _, Vt = np.linalg.svd(Xw.T @ Yw)
+    tX, tY = (X - X.mean(0)) @ Zx @ U, (Y - Y.mean(0)) @ Zy @ Vt.T
+    corr = tX.ravel() @ tY.ravel() / (np.linalg.norm(tX) * np.linalg.norm(tY))
+    return float(np.arccos(np.clip(corr, -1, 1)))
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return np.load(CASES)  # computed with netrep (reference shape-metric.md)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 64])
+def test_matches_netrep_test_vectors(cases, chunk):
+    for case, alpha, theta in cases["cases"]:
+        X, Y = cases[f"X{int(case)}"], cases[f"Y{int(case)}"]
+        if chunk is None:
+            got = angular_distance(X, Y, alpha)
+        else:
+            stats = ShapeStats()
+            for i in range(0, len(X), chunk):
+                stats.update(X[i:i + chunk], Y[i:i + chunk])
+            got = stats.distance(alpha)
+        assert abs(got - theta) < 1e-9, (case, alpha, got, theta)
+
+
+@pytest.mark.parametrize(("n", "dx", "dy"), [(400, 12, 12), (300, 20, 9), (60, 30, 30), (35, 8, 40)])
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5, 0.9, 1.0])
+def test_matches_a_plain_restatement(n, dx, dy, alpha):
+    rng = np.random.default_rng(n + dx)
+    X = rng.standard_normal((n, dx)) @ rng.standard_normal((dx, dx)) + 3.0
+    Y = np.abs(X[:, :min(dx, dy)] @ rng.standard_normal((min(dx, dy), dy))) + rng.standard_normal((n, dy))
+    if alpha == 0.0 and n - 1 <= max(dx, dy):
+        pytest.skip("degenerate CCA (n-1 <= d): θ = 0 for any data, only round-off differs")
+    assert abs(angular_distance(X, Y, alpha) - netrep_restated(X, Y, alpha)) < 1e-8
+
+
+def test_merge_many_alphas_and_invariances():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((500, 10)), rng.standard_normal((500, 6))
+    Y[:, :3] += X[:, :3]
+    a, b = ShapeStats().update(X[:200], Y[:200]), ShapeStats().update(X[200:], Y[200:])
+    whole = ShapeStats().update(X, Y)
+    merged = a.merge(b)
+    thetas = whole.distances([0.0, 0.5, 1.0])
+    for alpha, theta in thetas.items():
+        assert abs(merged.distance(alpha) - theta) < 1e-12
+        assert 0 <= theta <= np.pi / 2
+    Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    assert abs(angular_distance(X, Y @ Q, 1.0) - thetas[1.0]) < 1e-10  # rotation invariant
+    perm = rng.permutation(6)
+    assert abs(angular_distance(X, Y[:, perm], 0.5) - thetas[0.5]) < 1e-10  # e.g. topic order
+    assert abs(angular_distance(Y, X, 0.5) - thetas[0.5]) < 1e-10  # symmetric
+    assert abs(angular_distance(X * 7, Y, 1.0) - thetas[1.0]) < 1e-10  # scale-free at α = 1
+    maps = rng.standard_normal((20, 4, 4, 5))
+    assert abs(angular_distance(maps, maps * 2 + 1) - 0.0) < 1e-6  # maps flatten to (n·H·W, D)
+
+
+def test_far_from_zero_means_stay_accurate():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((3000, 4)) + 1e4
+    Y = X @ rng.standard_normal((4, 4)) + 0.5 * rng.standard_normal((3000, 4))
+    stats = ShapeStats()
+    for i in range(0, 3000, 128):
+        stats.update(X[i:i + 128], Y[i:i + 128])
+    assert abs(stats.distance(1.0) - netrep_restated(X, Y, 1.0)) < 1e-9
+
+
+def test_bad_input():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((50, 4))
+    with pytest.raises(EvaluationError, match="same rows"):
+        angular_distance(X, X[:-1])
+    with pytest.raises(EvaluationError, match=r"alpha must be in \[0, 1\]"):
+        angular_distance(X, X, alpha=1.5)
+    with pytest.raises(EvaluationError, match="undefined: Y has no variance"):
+        angular_distance(X, np.zeros((50, 3)))
+    with pytest.raises(EvaluationError, match="undefined: X has no variance"):
+        angular_distance(np.ones((50, 3)), X, alpha=0.5)
+    with pytest.raises(EvaluationError, match="NaN or Inf"):
+        angular_distance(np.full((50, 4), np.nan), X)
+    with pytest.raises(EvaluationError, match="no rows"):
+        ShapeStats().distance()
