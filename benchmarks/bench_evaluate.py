@@ -1,0 +1,95 @@
+"""Evaluation benchmark: prints one JSON object.
+
+Φ (the partial-whitening angular shape metric) between a store's maps X (n = 200 000 rows x
+d = 512) and an interpretation of them Y (computed block by block), streamed with ShapeStats
+(float64 sufficient statistics, several α from one pass), against an in-memory float64
+implementation of netrep's algorithm (centre, whiten, SVD, on the full matrices), each in a fresh
+process so peak RSS is its own.
+
+Usage: python benchmarks/bench_evaluate.py [--rows 200000] [--d 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+COMMON = """
+import json, sys, time, numpy as np
+sys.path.insert(0, {here!r})
+from _common import peak_rss_mb
+from actstore.store.reader import open_store
+store = open_store({store!r})
+X_arr = store.array("layers/synthetic/pooled")
+R = np.random.default_rng(0).standard_normal(({d}, {d})) / np.sqrt({d})
+def interpretation(x):  # stands in for an interpreter's Z: a fixed non-linear map of the maps
+    return np.maximum(x @ R, 0) + 0.1 * x
+"""
+
+OURS = COMMON + """
+from actstore.evaluate import ShapeStats
+t = time.perf_counter()
+stats = ShapeStats()
+step = X_arr.chunks[0]
+for i in range(0, X_arr.shape[0], step):
+    x = np.asarray(X_arr[i:i + step], np.float64)
+    stats.update(x, interpretation(x))
+thetas = stats.distances([0.0, 0.5, 1.0])
+print(json.dumps({{"seconds": time.perf_counter() - t, "theta": thetas[0.5], "thetas": thetas,
+                  "peak_rss_MB": peak_rss_mb()}}))
+"""
+
+NETREP = COMMON + """
+sys.path.insert(0, {tests!r})
+from test_shape_metric import netrep_restated
+t = time.perf_counter()
+X = np.asarray(X_arr[:], np.float64)
+Y = interpretation(X)
+theta = netrep_restated(X, Y, 0.5)
+print(json.dumps({{"seconds": time.perf_counter() - t, "theta": theta, "peak_rss_MB": peak_rss_mb()}}))
+"""
+
+
+def child(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--d", type=int, default=512)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
+    try:
+        from actstore.store.synthetic import write_synthetic_store
+
+        store = write_synthetic_store(tmp / "z.zarr", classes=100, rows_per_class=args.rows // 100,
+                                      channels=args.d)
+        fill = {"here": str(HERE), "store": str(store), "d": args.d, "tests": str(HERE.parent / "tests")}
+        ours = child(OURS.format(**fill))
+        ref = child(NETREP.format(**fill))
+        print(json.dumps({
+            "benchmark": "evaluate", "rows": args.rows, "d": args.d, "alpha": 0.5,
+            "ours_seconds_3_alphas": round(ours["seconds"], 2), "ours_peak_rss_MB": round(ours["peak_rss_MB"], 1),
+            "netrep_inmemory_seconds_1_alpha": round(ref["seconds"], 2),
+            "netrep_inmemory_peak_rss_MB": round(ref["peak_rss_MB"], 1),
+            "speedup": round(ref["seconds"] / ours["seconds"], 2),
+            "theta_ours": ours["theta"], "theta_netrep": ref["theta"],
+            "abs_difference": abs(ours["theta"] - ref["theta"]), "thetas_ours": ours["thetas"]}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ACTSTORE_HOME", tempfile.mkdtemp(prefix="bench-home-"))
+    main()
