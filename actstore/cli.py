@@ -333,6 +333,34 @@ def interpret(
 
 
 @app.command()
+def experiment(
+    config: Annotated[Path, typer.Argument(help="Experiment config (YAML): models, interpreters, selectors, rates...")],
+    catalog: CatalogOpt = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the report.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run (or resume) the grid models x interpreters x selectors x rates x seeds; write results.csv."""
+    from .evaluate.experiment import ExperimentConfig, run_experiment
+    from .report import write_report
+
+    results = run_experiment(ExperimentConfig.load(config), catalog, progress=not as_json)
+    page = write_report(results) if report else None
+    _emit({"results": str(results), "report": str(page) if page else None}, as_json,
+          f"results: {results}" + (f"\nreport:  {page}" if page else ""))
+
+
+@app.command("report")
+def report_cmd(
+    results: Annotated[Path, typer.Argument(help="results.csv written by actstore experiment.")],
+    out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: beside the results).")] = None,
+) -> None:
+    """Write Table 1 (Markdown, CSV), the figures and a self-contained HTML report."""
+    from .report import write_report
+
+    typer.echo(str(write_report(results, out_dir)))
+
+
+@app.command()
 def demo(
     catalog: CatalogOpt = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,

@@ -1,0 +1,234 @@
+"""``actstore experiment``: the paper's grid, models x interpreters x selectors x ρ x seeds.
+
+Every artifact is looked up in the catalog by its content key before it is computed (stores by
+provenance, coresets and features by their keys), so a rerun after completion does no work and an
+interrupted run resumes. Results go to one tidy CSV: one row per model x interpreter x selector x
+ρ x seed x class x α, plus the full-data rows (ρ = 1) that carry the baseline accuracy.
+Coreset transfer (paper §4.5): coresets selected on one model's store are also applied to every
+other model's (selector ``dgpruning@demo-vgg``: dgpruning computed on demo-vgg's store).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..catalog import Catalog, open_catalog
+from ..coresets.artifact import Coreset
+from ..coresets.base import get_selector
+from ..coresets.select import PAPER_RATES, save_coreset, select_many
+from ..errors import ActstoreError
+from ..extract.extractor import extract
+from ..extract.models import list_models, load_model
+from ..interpret.features import Features
+from ..interpret.run import METHODS, interpret, save_features, store_model_head
+from ..store.reader import ActivationStore
+from ..store.schema import provenance_key
+from .protocol import class_accuracy, class_phi
+
+__all__ = ["ExperimentConfig", "run_experiment", "RESULT_COLUMNS"]
+
+RESULT_COLUMNS = ["model", "interpreter", "selector", "source_model", "rate", "seed", "class", "alpha", "phi",
+                  "accuracy", "vebi_layers", "fit_seconds", "train_store", "val_store", "features"]
+
+
+class ConfigError(ActstoreError, ValueError):
+    """An experiment config names something unknown or is malformed."""
+
+
+@dataclass
+class ExperimentConfig:
+    models: list[str]
+    interpreters: list[str] = field(default_factory=lambda: ["ice", "vebi", "topic"])
+    selectors: list[str] = field(default_factory=lambda: ["random", "moderate", "dgpruning", "kcenter"])
+    rates: list[float] = field(default_factory=lambda: list(PAPER_RATES))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    alphas: list[float] = field(default_factory=lambda: [1.0])
+    train: str = "digits:train"
+    val: str = "digits:val"
+    transfer: bool = True
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    out: str = "results"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ExperimentConfig:
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such experiment config") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: an experiment config is a YAML mapping")
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(cls.__dataclass_fields__)}")
+        if "models" not in raw:
+            raise ConfigError(f"{path}: 'models' is required")
+        cfg = cls(**raw)
+        if not Path(cfg.out).is_absolute():
+            cfg.out = str(Path(path).resolve().parent / cfg.out)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        from ..catalog import lookup
+
+        known = set(list_models())
+        for m in self.models:
+            if m not in known and lookup("models", m) is None:
+                raise ConfigError(f"unknown model '{m}' in the config; known: {', '.join(sorted(known))}")
+        for i in self.interpreters:
+            if i not in METHODS:
+                raise ConfigError(f"unknown interpreter '{i}' in the config; known: {', '.join(METHODS)}")
+        for s in self.selectors:
+            try:
+                get_selector(s)
+            except ActstoreError as exc:
+                raise ConfigError(f"{exc} (in the config)") from None
+        for r in self.rates:
+            if not 0 < r <= 1:
+                raise ConfigError(f"rate {r} in the config is not in (0, 1]")
+        for a in self.alphas:
+            if not 0 <= a <= 1:
+                raise ConfigError(f"alpha {a} in the config is not in [0, 1]")
+
+
+def _relu_layers(model: str) -> list[str]:
+    from ..extract.probe import Probe
+
+    loaded = load_model(model)
+    probe = Probe(loaded, [], units=True)
+    import torch
+
+    probe.describe(torch.zeros(1, 3, loaded.input_size, loaded.input_size))
+    return [name for name, _ in probe.unit_layers]
+
+
+def _features_for(store: ActivationStore, method: str, targets: list[Coreset | None], params: dict[str, Any],
+                  cat: Catalog) -> list[Features]:
+    """Features per target: from the catalog when already computed, else one shared interpret call."""
+    found: dict[int, Features] = {}
+    todo: list[int] = []
+    for i, t in enumerate(targets):
+        key = _expected_key(store, method, params, t)
+        name = cat.find("features", key=key) if key else None
+        if name is not None and cat.resolve(cat.get("features", name)).exists():
+            found[i] = Features.load(cat.resolve(cat.get("features", name)))
+        else:
+            todo.append(i)
+    if todo:
+        subs = [i for i in todo if targets[i] is not None]
+        full = [i for i in todo if targets[i] is None]
+        start = time.perf_counter()
+        made = interpret(store, method, coresets=[targets[i] for i in subs], full=bool(full), **params)
+        seconds = (time.perf_counter() - start) / max(1, len(made))
+        for i, f in zip(subs + full, made, strict=True):  # interpret returns the coresets, then the full data
+            f.meta["fit_seconds"] = seconds
+            save_features(f, cat)
+            found[i] = f
+    return [found[i] for i in range(len(targets))]
+
+
+def _expected_key(store: ActivationStore, method: str, params: dict[str, Any], target: Coreset | None) -> str | None:
+    """The Features key a run would produce (so it can be found before computing); None if unknown."""
+    from ..interpret.run import _PARAMS
+
+    merged = {**_PARAMS[method], **params}
+    if method == "vebi":
+        used = {"mu": float(merged["mu"]), "labels": merged["labels"]}
+        layer = None
+    elif method == "ice":
+        used = {k: merged[k] for k in ("n_components", "max_iter", "tol", "random_state")}
+        used.update(init="nndsvda", solver="hals")
+        layer = store.layers[-1]
+    else:
+        from ..interpret.topic import TOPIC_DEFAULTS
+
+        used = {k: merged[k] for k in TOPIC_DEFAULTS}
+        layer = store.layers[-1]
+    return provenance_key({"method": method, "params": used, "store": store.key,
+                           "coreset": None if target is None else target.key, "layer": layer})
+
+
+def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Catalog | None = None,
+                   progress: bool = True) -> Path:
+    """Run (or resume) the grid; returns the results CSV path."""
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stores: dict[str, dict[str, ActivationStore]] = {}
+    for model in cfg.models:
+        train = extract(model, cfg.train, units=True, catalog=cat, progress=progress).store
+        val_layers = [load_model(model).default_layer]
+        if "vebi" in cfg.interpreters:
+            val_layers += [n for n in _relu_layers(model) if n not in val_layers]
+        val = extract(model, cfg.val, units=True, layers=val_layers, catalog=cat, progress=progress).store
+        stores[model] = {"train": train, "val": val}
+
+    coresets: dict[str, list[tuple[str, Coreset]]] = {m: [] for m in cfg.models}  # (selector label, coreset)
+    for model in cfg.models:
+        for method in cfg.selectors:
+            for seed in cfg.seeds:
+                for cs in select_many(stores[model]["train"], method, cfg.rates, seed=seed):
+                    save_coreset(cs, cat)
+                    for target in cfg.models:
+                        if target == model or cfg.transfer:
+                            label = method if target == model else f"{method}@{model}"
+                            coresets[target].append((label, cs))
+
+    rows: list[dict[str, Any]] = []
+    total = sum(len(cfg.interpreters) for _ in cfg.models)
+    done = 0
+    for model in cfg.models:
+        train, val = stores[model]["train"], stores[model]["val"]
+        head = store_model_head(val, val.layers[0])
+        for method in cfg.interpreters:
+            targets: list[Coreset | None] = [None, *[cs for _, cs in coresets[model]]]
+            feats = _features_for(train, method, targets, cfg.params.get(method, {}), cat)
+            full = feats[0]
+            layer = val.layers[0]
+            for (label, cs), sub in zip([("full", None), *coresets[model]], feats, strict=True):
+                for c in range(len(val.classes)):
+                    acc = class_accuracy(sub, val, c, head, layer)
+                    phi = class_phi(full, sub, val, c, cfg.alphas, layer) if cs is not None else \
+                        {"phi": {a: 0.0 for a in cfg.alphas}, "layers": 0}
+                    for a in cfg.alphas:
+                        rows.append({"model": model, "interpreter": method, "selector": label,
+                                     "source_model": label.split("@")[1] if "@" in label else model,
+                                     "rate": 1.0 if cs is None else cs.rate, "seed": 0 if cs is None else cs.seed,
+                                     "class": val.classes[c], "alpha": a, "phi": phi["phi"][a],
+                                     "accuracy": acc, "vebi_layers": phi["layers"],
+                                     "fit_seconds": sub.meta.get("fit_seconds", float("nan")),
+                                     "train_store": train.key, "val_store": val.key, "features": sub.key})
+            done += 1
+            if progress:
+                print(f"evaluated {model} x {method} ({done}/{total})", flush=True, file=__import__("sys").stderr)
+    path = out / "results.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    (out / "provenance.json").write_text(json.dumps(
+        {"config": cfg.__dict__, "stores": {m: {k: {"key": s.key, "path": str(s.path)} for k, s in v.items()}
+                                            for m, v in stores.items()}}, indent=1, default=str))
+    return path
+
+
+def summary_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The results CSV as dicts with numbers parsed."""
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k in ("rate", "alpha", "phi", "accuracy", "fit_seconds"):
+            r[k] = float(r[k]) if r[k] not in ("", "nan") else float("nan")
+    return rows

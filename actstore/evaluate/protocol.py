@@ -1,0 +1,116 @@
+"""The paper's evaluation (§3.3, §4.1-4.3): interpretation maps Z from R, Φ(Z, Z') per class, and
+accuracy through the model's head, on a validation store.
+
+- ICE: Z = the reconstruction of the maps through the class's components; accuracy = head(Z).
+- Topic: Z = the topic maps (cosine of each position with each kept topic); accuracy =
+  head(g(v(A))), the completeness accuracy. Φ is invariant to the order of the topics.
+- VEBI: per layer, Z = the maps of the class's identified units; R and R' are equalised in depth by
+  keeping the highest-weight units; Φ is averaged over the layers where both found units and whose
+  maps the validation store holds. Accuracy ("final layer") zeroes the class's units in the last
+  layer's maps and runs the head.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..interpret.features import Features
+from ..interpret.ice import ICE
+from ..store.reader import ActivationStore
+from .shape import EvaluationError, ShapeStats
+
+__all__ = ["interpretation_maps", "class_phi", "class_accuracy", "vebi_units_by_layer"]
+
+
+def _maps(store: ActivationStore, layer: str, c: int) -> np.ndarray:
+    return np.asarray(store.array(f"layers/{layer}/maps")[store.class_rows(c)], np.float32)
+
+
+def _cosine_maps(A: np.ndarray, topics: np.ndarray) -> np.ndarray:
+    norms = np.maximum(np.linalg.norm(A, axis=-1, keepdims=True), 1e-12)
+    return (A / norms) @ topics
+
+
+def interpretation_maps(features: Features, A: np.ndarray, c: int) -> np.ndarray:
+    """Z of class ``c``'s maps ``A`` (n, H, W, D) under ``features`` (ICE or topic)."""
+    if features.method == "ice":
+        ice = ICE(**{k: features.params[k] for k in ("n_components", "max_iter", "tol")})
+        ice.components_ = features.arrays["components"][c]
+        return ice.reconstruct(A)
+    if features.method == "topic":
+        return _cosine_maps(A, features.arrays["topics"])
+    raise EvaluationError(f"no single-layer maps for '{features.method}'; VEBI maps are per layer")
+
+
+def vebi_units_by_layer(features: Features, c: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Class ``c``'s relevant units grouped by layer: {layer: (channels, weights)}, weight-sorted."""
+    w = features.arrays["coef"][c]
+    layers, channels = features.arrays["unit_layer"], features.arrays["unit_channel"]
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for i in np.flatnonzero(w > 0):
+        ch, wt = out.get(str(layers[i]), (np.empty(0, np.int64), np.empty(0)))
+        out[str(layers[i])] = (np.append(ch, channels[i]), np.append(wt, w[i]))
+    return {k: (ch[np.argsort(-wt, kind="stable")], np.sort(wt)[::-1]) for k, (ch, wt) in out.items()}
+
+
+def class_phi(full: Features, sub: Features, store: ActivationStore, c: int, alphas: list[float],
+              layer: str | None = None) -> dict[str, Any]:
+    """Φ(Z, Z') of class ``c`` on ``store`` (validation data) for each α; VEBI: mean over layers."""
+    if full.method != sub.method:
+        raise EvaluationError(f"cannot compare {full.method} with {sub.method}")
+    if full.method in ("ice", "topic"):
+        A = _maps(store, layer or full.layer or store.layers[-1], c)
+        stats = ShapeStats().update(interpretation_maps(full, A, c), interpretation_maps(sub, A, c))
+        return {"phi": _safe(stats, alphas), "layers": 1}
+    units_full, units_sub = vebi_units_by_layer(full, c), vebi_units_by_layer(sub, c)
+    shared = [name for name in units_full if name in units_sub and name in store.layers]
+    per_layer = []
+    for name in shared:
+        m = min(len(units_full[name][0]), len(units_sub[name][0]))  # depth equalised (paper §4.3)
+        A = _maps(store, name, c)
+        stats = ShapeStats().update(A[..., units_full[name][0][:m]], A[..., units_sub[name][0][:m]])
+        per_layer.append(_safe(stats, alphas))
+    phi = {a: float(np.nanmean([p[a] for p in per_layer])) if per_layer else float("nan") for a in alphas}
+    return {"phi": phi, "layers": len(per_layer)}
+
+
+def _safe(stats: ShapeStats, alphas: list[float]) -> dict[float, float]:
+    """Φ per α; an undefined angle (a map without variance) is recorded as NaN, explicitly."""
+    out = {}
+    for a in alphas:
+        try:
+            out[a] = stats.distance(a)
+        except EvaluationError:
+            out[a] = float("nan")
+    return out
+
+
+@torch.inference_mode()
+def class_accuracy(features: Features, store: ActivationStore, c: int, head: Any, layer: str | None = None
+                   ) -> float:
+    """Top-1 accuracy on class ``c``'s validation rows after the interpretation (paper §4.2)."""
+    layer = layer or features.layer or store.layers[-1]
+    A = _maps(store, layer, c)
+    if features.method == "ice":
+        Z = interpretation_maps(features, A, c)
+    elif features.method == "topic":
+        topics, w1, w2 = (features.arrays[k] for k in ("topics", "w1", "w2"))
+        f = torch.as_tensor(A)
+        c_hat = torch.as_tensor(topics)
+        s = f @ c_hat
+        s_n = (f / f.norm(dim=-1, keepdim=True).clamp_min(1e-12)) @ c_hat
+        v0 = s * (s_n > float(features.params["threshold"]))
+        v = v0 / (v0.sum(dim=-1, keepdim=True) + 1e-3)
+        Z = (torch.relu(v @ torch.as_tensor(w1)) @ torch.as_tensor(w2)).numpy()
+    elif features.method == "vebi":
+        Z = A.copy()
+        units = vebi_units_by_layer(features, c).get(layer)
+        if units is not None:
+            Z[..., units[0]] = 0.0  # the "final layer" ablation: the class's units switched off
+    else:
+        raise EvaluationError(f"no accuracy protocol for '{features.method}'")
+    logits = head.logits(Z)
+    return float((logits.argmax(1) == c).mean()) if len(logits) else float("nan")

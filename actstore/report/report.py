@@ -1,0 +1,121 @@
+"""``actstore report RESULTS``: Table 1 (robustness), figures (Φ, accuracy, transfer, cost vs ρ), one HTML page."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..evaluate.experiment import summary_rows
+from ..evaluate.shape import EvaluationError
+
+__all__ = ["robustness_table", "write_report"]
+
+ROBUST_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def _per_rate(rows: list[dict[str, Any]], value: str) -> dict[tuple[str, str, str, float], dict[float, float]]:
+    """{(model, interpreter, selector, α): {ρ: mean over classes (and seeds) of ``value``}}."""
+    acc: dict[tuple[str, str, str, float], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        acc[(r["model"], r["interpreter"], r["selector"], r["alpha"])][r["rate"]].append(r[value])
+    return {k: {rate: float(np.nanmean(v)) for rate, v in sorted(d.items())} for k, d in acc.items()}
+
+
+def robustness_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Paper Table 1: mean ± std over ρ in 10..50 % of the class-averaged Φ, per model x interpreter x selector."""
+    out = []
+    for (model, interp, sel, alpha), by_rate in sorted(_per_rate(rows, "phi").items()):
+        vals = [v for rate, v in by_rate.items() if any(abs(rate - r) < 1e-9 for r in ROBUST_RATES)]
+        if sel == "full" or not vals:
+            continue
+        out.append({"model": model, "interpreter": interp, "selector": sel, "alpha": alpha,
+                    "phi_mean": float(np.nanmean(vals)), "phi_std": float(np.nanstd(vals)), "rates": len(vals)})
+    return out
+
+
+def _figure(rows: list[dict[str, Any]], value: str, transfer: bool, title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = _per_rate(rows, value)
+    panels = sorted({(m, i) for (m, i, _, _) in series})
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.2), squeeze=False)
+    for ax, (model, interp) in zip(axes[0], panels, strict=False):
+        for (m, i, sel, alpha), by_rate in sorted(series.items()):
+            if (m, i) != (model, interp) or ("@" in sel) != transfer:
+                continue
+            if sel == "full":
+                if value == "accuracy":
+                    ax.axhline(by_rate[1.0], color="black", linestyle="--", label="full data")
+                continue
+            ax.plot(list(by_rate), list(by_rate.values()), marker="o", label=f"{sel} α={alpha:g}")
+        ax.set_title(f"{model} · {interp}", fontsize=9)
+        ax.set_xlabel("ρ (fraction kept per class)")
+        ax.set_ylabel(value if value != "phi" else "Φ (rad)")
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Table 1 (Markdown, CSV), PNG figures and ``report.html`` next to ``results`` (or in ``out_dir``)."""
+    results = Path(results)
+    if not results.is_file():
+        raise EvaluationError(f"{results}: no such results file")
+    try:
+        rows = summary_rows(results)
+    except (KeyError, ValueError, csv.Error) as exc:
+        raise EvaluationError(f"{results}: not an actstore results table ({exc})") from None
+    if not rows:
+        raise EvaluationError(f"{results}: the results table is empty")
+    out = Path(out_dir) if out_dir is not None else results.parent
+    out.mkdir(parents=True, exist_ok=True)
+    table = robustness_table(rows)
+    with open(out / "table1.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(table[0]) if table else ["model"])
+        w.writeheader()
+        w.writerows(table)
+    md = ["| model | interpreter | selector | α | Φ mean ± std (ρ 10-50 %) |", "|---|---|---|---|---|"]
+    md += [f"| {t['model']} | {t['interpreter']} | {t['selector']} | {t['alpha']:g} | "
+           f"{t['phi_mean']:.4f} ± {t['phi_std']:.4f} |" for t in table]
+    (out / "table1.md").write_text("\n".join(md) + "\n")
+    figures = {
+        "phi_vs_rate.png": _figure(rows, "phi", False, "Φ between full-data and coreset interpretations (Fig. 4)"),
+        "accuracy_vs_rate.png": _figure(rows, "accuracy", False, "Accuracy through the head (Fig. 2)"),
+        "transfer.png": _figure(rows, "phi", True, "Coresets transferred from another model (Fig. 5)"),
+        "cost_vs_rate.png": _figure(rows, "fit_seconds", False, "Interpreter wall time per run (§4.6)"),
+    }
+    for name, png in figures.items():
+        (out / name).write_bytes(png)
+    provenance = results.parent / "provenance.json"
+    prov = json.loads(provenance.read_text()) if provenance.is_file() else {}
+    imgs = "".join(f'<h2>{html.escape(n)}</h2><img src="data:image/png;base64,{base64.b64encode(p).decode()}">'
+                   for n, p in figures.items())
+    rows_html = "".join(f"<tr><td>{html.escape(t['model'])}</td><td>{t['interpreter']}</td><td>{t['selector']}</td>"
+                        f"<td>{t['alpha']:g}</td><td>{t['phi_mean']:.4f} ± {t['phi_std']:.4f}</td></tr>"
+                        for t in table)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>actstore report</title>"
+            f"<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}td,th{{padding:2px 8px}}"
+            f"img{{max-width:100%}}</style></head><body><h1>Coreset-based interpretation: results</h1>"
+            f"<p>{len(rows)} result rows from <code>{html.escape(str(results))}</code>.</p>"
+            f"<h2>Table 1: robustness of Φ over ρ in 10-50 %</h2><table border=1><tr><th>model</th>"
+            f"<th>interpreter</th><th>selector</th><th>α</th><th>Φ mean ± std</th></tr>{rows_html}</table>{imgs}"
+            f"<h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>")
+    path = out / "report.html"
+    path.write_text(page)
+    return path

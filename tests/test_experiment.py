@@ -1,0 +1,74 @@
+"""The experiment runner end to end on the digits demo, its reuse of artifacts, the report, bad configs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from actstore import Catalog
+from actstore.evaluate.experiment import ExperimentConfig, run_experiment
+from actstore.report import write_report
+
+CONFIG = {
+    "models": ["demo-vgg"], "interpreters": ["ice", "vebi", "topic"], "selectors": ["random", "dgpruning"],
+    "rates": [0.1, 0.5], "alphas": [1.0, 0.5], "transfer": False,
+    "params": {"ice": {"n_components": 4, "max_iter": 50}, "vebi": {"mu": 0.01},
+               "topic": {"n_topics": 6, "epochs": 2, "batch_size": 128, "hidden": 16, "lr": 0.01}},
+}
+
+
+def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
+    cfg_path = tmp_path / "exp.yaml"
+    cfg_path.write_text(yaml.safe_dump({**CONFIG, "out": "res"}))
+    catalog = tmp_path / "catalog.yaml"
+    results = run_experiment(ExperimentConfig.load(cfg_path), catalog, progress=False)
+    rows = list(csv.DictReader(open(results)))
+    # 3 interpreters x (full + 2 selectors x 2 rates) x 10 classes x 2 alphas
+    assert len(rows) == 3 * 5 * 10 * 2
+    assert {r["selector"] for r in rows} == {"full", "random", "dgpruning"}
+    full_ice = [r for r in rows if r["interpreter"] == "ice" and r["selector"] == "full"]
+    assert np.mean([float(r["accuracy"]) for r in full_ice]) > 0.8  # ICE's Z keeps the model working
+    phis = [float(r["phi"]) for r in rows if r["selector"] != "full" and r["interpreter"] != "vebi"]
+    assert all(0 <= p <= np.pi / 2 for p in phis)
+    n_features = len(Catalog.load(catalog).entries("features"))
+    assert n_features == 3 * 5
+    again = run_experiment(ExperimentConfig.load(cfg_path), catalog, progress=False)  # reuses everything
+    assert len(Catalog.load(catalog).entries("features")) == n_features
+    rerun = list(csv.DictReader(open(again)))
+    diff = [(a, b) for a, b in zip(rows, rerun, strict=True) if a != b]
+    assert not diff, diff[:2]
+    page = write_report(results)
+    assert page.exists() and (results.parent / "table1.md").exists() and (results.parent / "phi_vs_rate.png").exists()
+    assert "Table 1" in page.read_text() and "data:image/png;base64" in page.read_text()
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ({"models": ["resnet19"]}, "unknown model 'resnet19'"),
+    ({"interpreters": ["tcav"]}, "unknown interpreter 'tcav'"),
+    ({"selectors": ["herding"]}, "unknown selection method 'herding'"),
+    ({"alphas": [2.0]}, "alpha 2.0"),
+    ({"colour": "red"}, "unknown key(s) ['colour']"),
+])
+def test_bad_configs(tmp_path, patch, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, **patch}))
+    from actstore.errors import ActstoreError
+
+    with pytest.raises(ActstoreError) as info:
+        ExperimentConfig.load(path)
+    assert message in str(info.value)
+
+
+def test_report_of_a_foreign_file_is_an_error(tmp_path, home):
+    bad = tmp_path / "results.csv"
+    bad.write_text("a,b\n1,2\n")
+    proc = subprocess.run([sys.executable, "-m", "actstore.cli", "report", str(bad)], capture_output=True, text=True,
+                          env={**os.environ, "ACTSTORE_HOME": str(home)})
+    assert proc.returncode == 2 and "not an actstore results table" in proc.stderr
