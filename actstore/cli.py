@@ -363,13 +363,12 @@ def report_cmd(
 @app.command()
 def demo(
     catalog: CatalogOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 128,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the embedded default: train (once) the two demo models on digits and extract their stores."""
+    """Run the embedded default: the whole experiment on digits with the two demo models, and its report."""
     from .demo.run import format_summary, run_demo
 
-    summary = run_demo(catalog=catalog, batch_size=batch_size, progress=not as_json)
+    summary = run_demo(catalog=catalog, progress=not as_json)
     _emit(summary, as_json, format_summary(summary))
 
 

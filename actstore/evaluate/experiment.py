@@ -13,11 +13,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from ..catalog import Catalog, open_catalog
@@ -31,7 +33,7 @@ from ..interpret.features import Features
 from ..interpret.run import METHODS, interpret, save_features, store_model_head
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
-from .protocol import class_accuracy, class_phi
+from .protocol import class_accuracy, class_phi, interpretation_maps
 
 __all__ = ["ExperimentConfig", "run_experiment", "RESULT_COLUMNS"]
 
@@ -53,7 +55,7 @@ class ExperimentConfig:
     alphas: list[float] = field(default_factory=lambda: [1.0])
     train: str = "digits:train"
     val: str = "digits:val"
-    transfer: bool = True
+    transfer: bool | list[str] = True  # or the selectors whose coresets are transferred
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: str = "results"
 
@@ -180,9 +182,23 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                 for cs in select_many(stores[model]["train"], method, cfg.rates, seed=seed):
                     save_coreset(cs, cat)
                     for target in cfg.models:
-                        if target == model or cfg.transfer:
+                        transfers = cfg.transfer is True or (isinstance(cfg.transfer, list) and method in cfg.transfer)
+                        if target == model or transfers:
                             label = method if target == model else f"{method}@{model}"
                             coresets[target].append((label, cs))
+
+    path = out / "results.csv"
+    expected = {f"{m}/{method}": [_expected_key(stores[m]["train"], method, cfg.params.get(method, {}), t)
+                                  for t in [None, *[cs for _, cs in coresets[m]]]]
+                for m in cfg.models for method in cfg.interpreters}
+    results_key = provenance_key({"config": {k: v for k, v in cfg.__dict__.items() if k != "out"},
+                                  "stores": {m: [s.key for s in v.values()] for m, v in stores.items()},
+                                  "features": expected})
+    done_before = out / "provenance.json"
+    if path.exists() and done_before.exists() and json.loads(done_before.read_text()).get("key") == results_key:
+        if progress:
+            print(f"results are up to date (key {results_key}): nothing to do", file=sys.stderr, flush=True)
+        return path
 
     rows: list[dict[str, Any]] = []
     total = sum(len(cfg.interpreters) for _ in cfg.models)
@@ -195,23 +211,29 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
             feats = _features_for(train, method, targets, cfg.params.get(method, {}), cat)
             full = feats[0]
             layer = val.layers[0]
-            for (label, cs), sub in zip([("full", None), *coresets[model]], feats, strict=True):
-                for c in range(len(val.classes)):
-                    acc = class_accuracy(sub, val, c, head, layer)
-                    phi = class_phi(full, sub, val, c, cfg.alphas, layer) if cs is not None else \
-                        {"phi": {a: 0.0 for a in cfg.alphas}, "layers": 0}
+            labelled = [("full", None), *coresets[model]]
+            per_target: list[list[dict[str, Any]]] = [[] for _ in labelled]
+            for c in range(len(val.classes)):  # class by class: one class's maps in memory at a time
+                cache: dict[Any, np.ndarray] = {}
+                maps = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
+                z_full = interpretation_maps(full, maps, c) if method != "vebi" else None
+                for t, ((label, cs), sub) in enumerate(zip(labelled, feats, strict=True)):
+                    z = z_full if cs is None or method == "vebi" else interpretation_maps(sub, maps, c)
+                    acc = class_accuracy(sub, val, c, head, layer, A=maps, z=z)
+                    phi = class_phi(full, sub, val, c, cfg.alphas, layer, z_full, z, cache) if cs is not None \
+                        else {"phi": {a: 0.0 for a in cfg.alphas}, "layers": 0}
                     for a in cfg.alphas:
-                        rows.append({"model": model, "interpreter": method, "selector": label,
-                                     "source_model": label.split("@")[1] if "@" in label else model,
-                                     "rate": 1.0 if cs is None else cs.rate, "seed": 0 if cs is None else cs.seed,
-                                     "class": val.classes[c], "alpha": a, "phi": phi["phi"][a],
-                                     "accuracy": acc, "vebi_layers": phi["layers"],
-                                     "fit_seconds": sub.meta.get("fit_seconds", float("nan")),
-                                     "train_store": train.key, "val_store": val.key, "features": sub.key})
+                        per_target[t].append({
+                            "model": model, "interpreter": method, "selector": label,
+                            "source_model": label.split("@")[1] if "@" in label else model,
+                            "rate": 1.0 if cs is None else cs.rate, "seed": 0 if cs is None else cs.seed,
+                            "class": val.classes[c], "alpha": a, "phi": phi["phi"][a], "accuracy": acc,
+                            "vebi_layers": phi["layers"], "fit_seconds": sub.meta.get("fit_seconds", float("nan")),
+                            "train_store": train.key, "val_store": val.key, "features": sub.key})
+            rows += [r for target_rows in per_target for r in target_rows]
             done += 1
             if progress:
-                print(f"evaluated {model} x {method} ({done}/{total})", flush=True, file=__import__("sys").stderr)
-    path = out / "results.csv"
+                print(f"evaluated {model} x {method} ({done}/{total})", flush=True, file=sys.stderr)
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
@@ -219,7 +241,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
         writer.writerows(rows)
     os.replace(tmp, path)
     (out / "provenance.json").write_text(json.dumps(
-        {"config": cfg.__dict__, "stores": {m: {k: {"key": s.key, "path": str(s.path)} for k, s in v.items()}
+        {"key": results_key, "config": cfg.__dict__, "stores": {m: {k: {"key": s.key, "path": str(s.path)} for k, s in v.items()}
                                             for m, v in stores.items()}}, indent=1, default=str))
     return path
 

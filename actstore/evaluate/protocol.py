@@ -25,8 +25,14 @@ from .shape import EvaluationError, ShapeStats
 __all__ = ["interpretation_maps", "class_phi", "class_accuracy", "vebi_units_by_layer"]
 
 
-def _maps(store: ActivationStore, layer: str, c: int) -> np.ndarray:
-    return np.asarray(store.array(f"layers/{layer}/maps")[store.class_rows(c)], np.float32)
+def _maps(store: ActivationStore, layer: str, c: int, cache: dict[Any, np.ndarray] | None = None) -> np.ndarray:
+    """Class ``c``'s maps of ``layer``, through ``cache`` when given (one class's layers at a time)."""
+    if cache is not None and (layer, c) in cache:
+        return cache[(layer, c)]
+    A = np.asarray(store.array(f"layers/{layer}/maps")[store.class_rows(c)], np.float32)
+    if cache is not None:
+        cache[(layer, c)] = A
+    return A
 
 
 def _cosine_maps(A: np.ndarray, topics: np.ndarray) -> np.ndarray:
@@ -57,20 +63,24 @@ def vebi_units_by_layer(features: Features, c: int) -> dict[str, tuple[np.ndarra
 
 
 def class_phi(full: Features, sub: Features, store: ActivationStore, c: int, alphas: list[float],
-              layer: str | None = None) -> dict[str, Any]:
-    """Φ(Z, Z') of class ``c`` on ``store`` (validation data) for each α; VEBI: mean over layers."""
+              layer: str | None = None, z_full: np.ndarray | None = None, z_sub: np.ndarray | None = None,
+              cache: dict[Any, np.ndarray] | None = None) -> dict[str, Any]:
+    """Φ(Z, Z') of class ``c`` on ``store`` (validation data) for each α; VEBI: mean over layers.
+    ``z_full``/``z_sub``: maps already computed (ICE, topic), to avoid computing them again."""
     if full.method != sub.method:
         raise EvaluationError(f"cannot compare {full.method} with {sub.method}")
     if full.method in ("ice", "topic"):
-        A = _maps(store, layer or full.layer or store.layers[-1], c)
-        stats = ShapeStats().update(interpretation_maps(full, A, c), interpretation_maps(sub, A, c))
-        return {"phi": _safe(stats, alphas), "layers": 1}
+        if z_full is None or z_sub is None:
+            A = _maps(store, layer or full.layer or store.layers[-1], c)
+            z_full = interpretation_maps(full, A, c) if z_full is None else z_full
+            z_sub = interpretation_maps(sub, A, c) if z_sub is None else z_sub
+        return {"phi": _safe(ShapeStats().update(z_full, z_sub), alphas), "layers": 1}
     units_full, units_sub = vebi_units_by_layer(full, c), vebi_units_by_layer(sub, c)
     shared = [name for name in units_full if name in units_sub and name in store.layers]
     per_layer = []
     for name in shared:
         m = min(len(units_full[name][0]), len(units_sub[name][0]))  # depth equalised (paper §4.3)
-        A = _maps(store, name, c)
+        A = _maps(store, name, c, cache)
         stats = ShapeStats().update(A[..., units_full[name][0][:m]], A[..., units_sub[name][0][:m]])
         per_layer.append(_safe(stats, alphas))
     phi = {a: float(np.nanmean([p[a] for p in per_layer])) if per_layer else float("nan") for a in alphas}
@@ -89,13 +99,14 @@ def _safe(stats: ShapeStats, alphas: list[float]) -> dict[float, float]:
 
 
 @torch.inference_mode()
-def class_accuracy(features: Features, store: ActivationStore, c: int, head: Any, layer: str | None = None
-                   ) -> float:
-    """Top-1 accuracy on class ``c``'s validation rows after the interpretation (paper §4.2)."""
+def class_accuracy(features: Features, store: ActivationStore, c: int, head: Any, layer: str | None = None,
+                   A: np.ndarray | None = None, z: np.ndarray | None = None) -> float:
+    """Top-1 accuracy on class ``c``'s validation rows after the interpretation (paper §4.2).
+    ``A``: the class's maps when already read; ``z``: ICE's Z when already computed."""
     layer = layer or features.layer or store.layers[-1]
-    A = _maps(store, layer, c)
+    A = _maps(store, layer, c) if A is None else A
     if features.method == "ice":
-        Z = interpretation_maps(features, A, c)
+        Z = interpretation_maps(features, A, c) if z is None else z
     elif features.method == "topic":
         topics, w1, w2 = (features.arrays[k] for k in ("topics", "w1", "w2"))
         f = torch.as_tensor(A)

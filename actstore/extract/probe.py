@@ -41,8 +41,12 @@ class Probe(nn.Module):
         if bad:
             raise LayerError(f"model '{loaded.name}' has no layer {', '.join(map(repr, bad))}; "
                              f"valid layers: {', '.join(valid)}")
-        output = layer_names(loaded.module)[-1]
-        nodes = {layer: layer for layer in layers if layer != output}
+        names = layer_names(loaded.module)
+        output = names[-1]
+        # a module name means its last node; two names for one node are computed once
+        self.node_of = {layer: layer if layer in names else [n for n in names if n.startswith(layer + ".")][-1]
+                        for layer in layers}
+        nodes = {node: node for node in self.node_of.values() if node != output}
         nodes[output] = _LOGITS
         self.layers, self.output = list(layers), output
         self.fx = create_feature_extractor(loaded.module, return_nodes=nodes).eval()
@@ -74,7 +78,7 @@ class Probe(nn.Module):
         self._energy, self._calls = [], {}
         out = self.fx(x)
         logits = out[_LOGITS]
-        maps = {layer: (out[layer] if layer != self.output else logits) for layer in self.layers}
+        maps = {layer: (out[node] if node != self.output else logits) for layer, node in self.node_of.items()}
         energy = torch.cat(self._energy, dim=1) if self._hooks else None
         return logits, maps, energy
 

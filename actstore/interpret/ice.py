@@ -4,8 +4,8 @@ The solver is HALS (the coordinate-descent NMF that sklearn's ``solver="cd"`` al
 H, one component at a time, each step the exact non-negative minimiser. Its W-step is row-
 separable, so the same iterations run in memory or over row blocks streamed from a store (one
 pass per iteration, W kept as n·H·W x k, a k/D fraction of the data): both give the same result.
-Initialisation is nndsvda, as sklearn: in memory from ``randomized_svd`` (identical to sklearn's
-init for the same ``random_state``), out of core from the exact top-k eigenvectors of AᵀA.
+Initialisation is nndsvda, as sklearn: from the exact top-k SVD (eigenvectors of AᵀA) when
+D <= 512 or out of core, else from ``randomized_svd`` (sklearn's own init for that ``random_state``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .vebi import InterpretError
 __all__ = ["ICE", "nndsvda"]
 
 CACHE_BLOCK_BYTES = 4 * 2**20
+EXACT_SVD_MAX_D = 512
 Blocks = Callable[[], Iterator[np.ndarray]]  # a fresh pass over (rows, D) float32 blocks, same order
 
 
@@ -54,6 +55,19 @@ def nndsvda(U: np.ndarray, S: np.ndarray, V: np.ndarray, fill: float) -> tuple[n
     W[W < 1e-6] = fill
     H[H < 1e-6] = fill
     return W, H
+
+
+def _top_svd(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact rank-k SVD from the eigenvectors of XᵀX (float64), signs as sklearn's ``svd_flip``."""
+    X64 = np.asarray(X, np.float64)
+    evals, evecs = np.linalg.eigh(X64.T @ X64)
+    order = np.argsort(evals)[::-1][:k]
+    S = np.sqrt(np.maximum(evals[order], 0.0))
+    V = evecs[:, order].T
+    U = (X64 @ V.T) / np.where(S > 0, S, 1.0)
+    flip = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(k)])
+    flip[flip == 0] = 1.0
+    return U * flip, S, V * flip[:, None]
 
 
 def _hals(M: np.ndarray, cross: np.ndarray, gram: np.ndarray) -> float:
@@ -123,7 +137,10 @@ class ICE:
         step = max(1, CACHE_BLOCK_BYTES // (4 * X.shape[1]))
         blocks = lambda: (X[i:i + step] for i in range(0, X.shape[0], step))  # noqa: E731
         norm2 = sum(float(np.square(self._check_block(b), dtype=np.float64).sum()) for b in blocks())
-        U, S, V = randomized_svd(X, self.n_components, random_state=self.random_state)
+        if X.shape[1] <= EXACT_SVD_MAX_D:  # a D x D eigenproblem is cheaper than randomised passes
+            U, S, V = _top_svd(X, self.n_components)
+        else:
+            U, S, V = randomized_svd(X, self.n_components, random_state=self.random_state)
         W, H = nndsvda(U, S, V, float(X.mean(dtype=np.float64)))
         self._iterate(blocks, W, H, norm2)
         return self
