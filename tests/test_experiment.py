@@ -30,9 +30,11 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     catalog = tmp_path / "catalog.yaml"
     results = run_experiment(ExperimentConfig.load(cfg_path), catalog, progress=False)
     rows = list(csv.DictReader(open(results)))
-    # 3 interpreters x (full + 2 selectors x 2 rates) x 10 classes x 2 alphas
-    assert len(rows) == 3 * 5 * 10 * 2
-    assert {r["selector"] for r in rows} == {"full", "random", "dgpruning"}
+    # 3 interpreters x (full + 2 selectors x 2 rates) x 10 classes x 2 alphas, + 2 VEBI baselines
+    assert len(rows) == 3 * 5 * 10 * 2 + 2 * 10 * 2
+    assert {r["selector"] for r in rows} == {"full", "random", "dgpruning", "unmodified", "random-units"}
+    plain = [float(r["accuracy"]) for r in rows if r["selector"] == "unmodified"]
+    assert np.mean(plain) > 0.95  # the trained demo model itself
     full_ice = [r for r in rows if r["interpreter"] == "ice" and r["selector"] == "full"]
     assert np.mean([float(r["accuracy"]) for r in full_ice]) > 0.8  # ICE's Z keeps the model working
     phis = [float(r["phi"]) for r in rows if r["selector"] != "full" and r["interpreter"] != "vebi"]
@@ -44,7 +46,11 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     rerun = list(csv.DictReader(open(again)))
     diff = [(a, b) for a, b in zip(rows, rerun, strict=True) if a != b]
     assert not diff, diff[:2]
+    units = list(csv.DictReader(open(results.parent / "vebi_units.csv")))
+    assert {u["selector"] for u in units} >= {"full", "random", "dgpruning"}
+    assert all(float(u["coverage"]) == 1.0 for u in units if u["selector"] == "full")
     page = write_report(results)
+    assert (results.parent / "vebi_units.png").exists()
     assert page.exists() and (results.parent / "table1.md").exists() and (results.parent / "phi_vs_rate.png").exists()
     assert "Table 1" in page.read_text() and "data:image/png;base64" in page.read_text()
 

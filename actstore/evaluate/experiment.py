@@ -160,6 +160,54 @@ def _expected_key(store: ActivationStore, method: str, params: dict[str, Any], t
                            "coreset": None if target is None else target.key, "layer": layer})
 
 
+def _vebi_unit_stats(model: str, labelled: list[tuple[str, Coreset | None]], feats: list[Features]
+                     ) -> list[dict[str, Any]]:
+    """Paper Fig. 3: units identified per layer (over all classes) and their intersection coverage
+    with the full data's: |(class, unit) pairs found by both| / |pairs found on the full data|."""
+    def pairs(f: Features) -> dict[str, set[tuple[int, int]]]:
+        layers = f.arrays["unit_layer"]
+        out: dict[str, set[tuple[int, int]]] = {}
+        for c, j in zip(*np.nonzero(f.arrays["coef"] > 0), strict=True):
+            out.setdefault(str(layers[j]), set()).add((int(c), int(j)))
+        return out
+
+    full = pairs(feats[0])
+    rows = []
+    for (label, cs), f in zip(labelled, feats, strict=True):
+        mine = pairs(f)
+        for layer in [*full, *(k for k in mine if k not in full)]:
+            found, ref = mine.get(layer, set()), full.get(layer, set())
+            rows.append({"model": model, "selector": label, "rate": 1.0 if cs is None else cs.rate,
+                         "seed": 0 if cs is None else cs.seed, "layer": layer, "units": len(found),
+                         "coverage": len(found & ref) / len(ref) if ref else float("nan")})
+    return rows
+
+
+def _vebi_baselines(model: str, full: Features, train: ActivationStore, val: ActivationStore, head: Any, layer: str,
+                    alphas: list[float]) -> list[dict[str, Any]]:
+    """Paper §4.2 baselines next to VEBI: the unmodified model, and as many random last-layer units
+    switched off as VEBI found for the class (seeded)."""
+    from .protocol import vebi_units_by_layer
+
+    out = []
+    rng = np.random.default_rng(0)
+    for c in range(len(val.classes)):
+        A = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
+        plain = float((head.logits(A).argmax(1) == c).mean())
+        found = vebi_units_by_layer(full, c).get(layer)
+        k = 0 if found is None else len(found[0])
+        Z = A.copy()
+        Z[..., rng.choice(A.shape[-1], size=k, replace=False)] = 0.0
+        random_units = float((head.logits(Z).argmax(1) == c).mean())
+        for label, acc in (("unmodified", plain), ("random-units", random_units)):
+            for a in alphas:
+                out.append({"model": model, "interpreter": "vebi", "selector": label, "source_model": model,
+                            "rate": 1.0, "seed": 0, "class": val.classes[c], "alpha": a, "phi": float("nan"),
+                            "accuracy": acc, "vebi_layers": 0, "fit_seconds": float("nan"),
+                            "train_store": train.key, "val_store": val.key, "features": full.key})
+    return out
+
+
 def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Catalog | None = None,
                    progress: bool = True) -> Path:
     """Run (or resume) the grid; returns the results CSV path."""
@@ -201,6 +249,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
         return path
 
     rows: list[dict[str, Any]] = []
+    unit_rows: list[dict[str, Any]] = []
     total = sum(len(cfg.interpreters) for _ in cfg.models)
     done = 0
     for model in cfg.models:
@@ -231,6 +280,9 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                             "vebi_layers": phi["layers"], "fit_seconds": sub.meta.get("fit_seconds", float("nan")),
                             "train_store": train.key, "val_store": val.key, "features": sub.key})
             rows += [r for target_rows in per_target for r in target_rows]
+            if method == "vebi":
+                rows += _vebi_baselines(model, full, train, val, head, layer, cfg.alphas)
+                unit_rows += _vebi_unit_stats(model, labelled, feats)
             done += 1
             if progress:
                 print(f"evaluated {model} x {method} ({done}/{total})", flush=True, file=sys.stderr)
@@ -239,6 +291,11 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
         writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    if unit_rows:
+        with open(out / "vebi_units.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(unit_rows[0]))
+            writer.writeheader()
+            writer.writerows(unit_rows)
     os.replace(tmp, path)
     (out / "provenance.json").write_text(json.dumps(
         {"key": results_key, "config": cfg.__dict__, "stores": {m: {k: {"key": s.key, "path": str(s.path)} for k, s in v.items()}

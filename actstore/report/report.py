@@ -35,7 +35,7 @@ def robustness_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (model, interp, sel, alpha), by_rate in sorted(_per_rate(rows, "phi").items()):
         vals = [v for rate, v in by_rate.items() if any(abs(rate - r) < 1e-9 for r in ROBUST_RATES)]
-        if sel == "full" or not vals:
+        if sel in ("full", "unmodified", "random-units") or not vals:
             continue
         out.append({"model": model, "interpreter": interp, "selector": sel, "alpha": alpha,
                     "phi_mean": float(np.nanmean(vals)), "phi_std": float(np.nanstd(vals)), "rates": len(vals)})
@@ -55,9 +55,10 @@ def _figure(rows: list[dict[str, Any]], value: str, transfer: bool, title: str) 
         for (m, i, sel, alpha), by_rate in sorted(series.items()):
             if (m, i) != (model, interp) or ("@" in sel) != transfer:
                 continue
-            if sel == "full":
+            if sel in ("full", "unmodified", "random-units"):
                 if value == "accuracy":
-                    ax.axhline(by_rate[1.0], color="black", linestyle="--", label="full data")
+                    style = {"full": "--", "unmodified": ":", "random-units": "-."}[sel]
+                    ax.axhline(by_rate[1.0], color="black", linestyle=style, label=f"{sel} (ρ = 1)")
                 continue
             ax.plot(list(by_rate), list(by_rate.values()), marker="o", label=f"{sel} α={alpha:g}")
         ax.set_title(f"{model} · {interp}", fontsize=9)
@@ -68,6 +69,39 @@ def _figure(rows: list[dict[str, Any]], value: str, transfer: bool, title: str) 
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _units_figure(path: Path) -> bytes:
+    """Paper Fig. 3: VEBI units per layer (left) and coverage of the full data's units (right), ρ = 0.1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(path) as fh:
+        rows = [r for r in csv.DictReader(fh) if "@" not in r["selector"]]
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3 * len(models)), squeeze=False)
+    for ax_row, model in zip(axes, models, strict=True):
+        mine = [r for r in rows if r["model"] == model and (r["selector"] == "full" or abs(float(r["rate"]) - 0.1) < 1e-9)]
+        layers = list(dict.fromkeys(r["layer"] for r in mine))
+        for sel in sorted({r["selector"] for r in mine}):
+            by = {r["layer"]: r for r in mine if r["selector"] == sel}
+            ax_row[0].plot(range(len(layers)), [int(by[layer]["units"]) if layer in by else 0 for layer in layers],
+                           marker="o", label=sel)
+            if sel != "full":
+                ax_row[1].plot(range(len(layers)), [float(by[layer]["coverage"]) * 100 if layer in by else np.nan
+                                                    for layer in layers], marker="o", label=sel)
+        ax_row[0].set_title(f"{model}: units per layer (ρ = 0.1 and full)", fontsize=9)
+        ax_row[1].set_title(f"{model}: coverage of the full data's units (%)", fontsize=9)
+        for ax in ax_row:
+            ax.set_xlabel("ReLU layer (forward order)")
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return buf.getvalue()
 
@@ -100,6 +134,9 @@ def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         "transfer.png": _figure(rows, "phi", True, "Coresets transferred from another model (Fig. 5)"),
         "cost_vs_rate.png": _figure(rows, "fit_seconds", False, "Interpreter wall time per run (§4.6)"),
     }
+    units_csv = results.parent / "vebi_units.csv"
+    if units_csv.is_file():
+        figures["vebi_units.png"] = _units_figure(units_csv)
     for name, png in figures.items():
         (out / name).write_bytes(png)
     provenance = results.parent / "provenance.json"
