@@ -24,13 +24,13 @@ DEMO_SELECTORS = ["random", "moderate", "dgpruning", "kcenter"]
 def demo_config() -> ExperimentConfig:
     """Both demo models x ICE, VEBI, topics x every selector x the paper's ρ grid, with dgpruning's
     coresets transferred between the models. Lighter than the reference defaults where a 2-core
-    machine needs it (ICE max_iter 50, 3 topic epochs); every setting is recorded in the results."""
+    machine needs it (ICE max_iter 30, 2 topic epochs); every setting is recorded in the results."""
     return ExperimentConfig(
         models=list(DEMO_MODELS), interpreters=["ice", "vebi", "topic"], selectors=list(DEMO_SELECTORS),
         rates=list(PAPER_RATES), seeds=[0], alphas=[1.0], train="digits:train", val="digits:val",
         transfer=["dgpruning"],
-        params={"ice": {"n_components": 10, "max_iter": 50}, "vebi": {"mu": 1e-3},
-                "topic": {"n_topics": 10, "epochs": 3, "batch_size": 128, "hidden": 64, "lr": 1e-2,
+        params={"ice": {"n_components": 10, "max_iter": 30}, "vebi": {"mu": 1e-3},
+                "topic": {"n_topics": 10, "epochs": 2, "batch_size": 128, "hidden": 64, "lr": 2e-2,
                           "lambda1": 1.0, "lambda2": 1.0}},
         out=str(home() / "demo-results"))
 
