@@ -132,15 +132,21 @@ def _class_blocks(arr: Any, rows: np.ndarray, d: int, rows_per_block: int) -> An
     return blocks
 
 
-def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = None, **params: Any
-            ) -> list[Features]:
-    """ICE R (per class components) for each target; a class's maps are read once for all targets."""
+def _spatial_maps(store: ActivationStore, layer: str | None, who: str) -> tuple[str, Any]:
+    """(layer, its maps array): the store's last layer by default; an error unless (N, H, W, D)."""
     layer = layer or store.layers[-1]
     if layer not in store.layers:
         raise InterpretError(f"{store.path}: no layer '{layer}'; this store has {', '.join(store.layers)}")
     arr = store.array(f"layers/{layer}/maps")
     if arr.ndim != 4:
-        raise InterpretError(f"ICE needs spatial maps (N, H, W, D); '{layer}' has shape {arr.shape}")
+        raise InterpretError(f"{who} needs spatial maps (N, H, W, D); '{layer}' has shape {arr.shape}")
+    return layer, arr
+
+
+def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = None, **params: Any
+            ) -> list[Features]:
+    """ICE R (per class components) for each target; a class's maps are read once for all targets."""
+    layer, arr = _spatial_maps(store, layer, "ICE")
     memory_limit = int(params.pop("memory_limit"))
     ice_params = {k: params[k] for k in ("n_components", "max_iter", "tol", "random_state")}
     _, h, w, d = arr.shape
@@ -230,12 +236,7 @@ def store_model_head(store: ActivationStore, layer: str) -> Any:
 def fit_topic(store: ActivationStore, targets: list[Target], layer: str | None = None, **params: Any
               ) -> list[Features]:
     """Topic R for each target, trained on minibatches streamed from the store's maps."""
-    layer = layer or store.layers[-1]
-    if layer not in store.layers:
-        raise InterpretError(f"{store.path}: no layer '{layer}'; this store has {', '.join(store.layers)}")
-    arr = store.array(f"layers/{layer}/maps")
-    if arr.ndim != 4:
-        raise InterpretError(f"the topic model needs spatial maps (N, H, W, D); '{layer}' has shape {arr.shape}")
+    layer, arr = _spatial_maps(store, layer, "the topic model")
     buffer_rows = int(params.pop("buffer_rows"))
     head = store_model_head(store, layer)
     out = []
