@@ -120,8 +120,7 @@ def _features_for(store: ActivationStore, method: str, targets: list[Coreset | N
     found: dict[int, Features] = {}
     todo: list[int] = []
     for i, t in enumerate(targets):
-        key = _expected_key(store, method, params, t)
-        name = cat.find("features", key=key) if key else None
+        name = cat.find("features", key=_expected_key(store, method, params, t))
         if name is not None and cat.resolve(cat.get("features", name)).exists():
             found[i] = Features.load(cat.resolve(cat.get("features", name)))
         else:
@@ -139,23 +138,12 @@ def _features_for(store: ActivationStore, method: str, targets: list[Coreset | N
     return [found[i] for i in range(len(targets))]
 
 
-def _expected_key(store: ActivationStore, method: str, params: dict[str, Any], target: Coreset | None) -> str | None:
-    """The Features key a run would produce (so it can be found before computing); None if unknown."""
-    from ..interpret.run import _PARAMS
+def _expected_key(store: ActivationStore, method: str, params: dict[str, Any], target: Coreset | None) -> str:
+    """The key of the Features a run would produce, so it can be found before computing."""
+    from ..interpret.run import _PARAMS, recorded_params
 
-    merged = {**_PARAMS[method], **params}
-    if method == "vebi":
-        used = {"mu": float(merged["mu"]), "labels": merged["labels"]}
-        layer = None
-    elif method == "ice":
-        used = {k: merged[k] for k in ("n_components", "max_iter", "tol", "random_state")}
-        used.update(init="nndsvda", solver="hals")
-        layer = store.layers[-1]
-    else:
-        from ..interpret.topic import TOPIC_DEFAULTS
-
-        used = {k: merged[k] for k in TOPIC_DEFAULTS}
-        layer = store.layers[-1]
+    used = recorded_params(method, {**_PARAMS[method], **params})
+    layer = None if method == "vebi" else store.layers[-1]
     return provenance_key({"method": method, "params": used, "store": store.key,
                            "coreset": None if target is None else target.key, "layer": layer})
 

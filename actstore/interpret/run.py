@@ -115,7 +115,7 @@ def fit_vebi(store: ActivationStore, targets: list[Target], mu: float = DEFAULT_
             raise InterpretError("a coreset selects no rows of this store")
         t0 = time.perf_counter()
         model = VEBI(mu=mu).fit_gram(G, b, n, unit_table=table)
-        out.append(_features(store, "vebi", {"mu": mu, "labels": labels}, target, None,
+        out.append(_features(store, "vebi", recorded_params("vebi", {"mu": mu, "labels": labels}), target, None,
                              {"coef": model.coef_, "unit_layer": np.array([u[0] for u in table]),
                               "unit_channel": np.array([u[1] for u in table], np.int32)},
                              {"n_rows": int(n), "units_per_class": [int(len(r)) for r in model.relevant_units_],
@@ -130,6 +130,17 @@ def _class_blocks(arr: Any, rows: np.ndarray, d: int, rows_per_block: int) -> An
             sel = rows[i:i + rows_per_block]
             yield np.asarray(arr.oindex[sel], np.float32).reshape(-1, d)
     return blocks
+
+
+def recorded_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a Features artifact records (and its key hashes), from ``params`` merged
+    over the defaults: what changes R, not how it is read (block sizes, memory limit, device)."""
+    if method == "vebi":
+        return {"mu": float(params["mu"]), "labels": params["labels"]}
+    if method == "ice":
+        return {**{k: params[k] for k in ("n_components", "max_iter", "tol", "random_state")},
+                "init": "nndsvda", "solver": "hals"}
+    return {k: params[k] for k in TOPIC_DEFAULTS}
 
 
 def _spatial_maps(store: ActivationStore, layer: str | None, who: str) -> tuple[str, Any]:
@@ -178,7 +189,7 @@ def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = N
             errs[i][c] = model.reconstruction_err_
             iters[i][c] = model.n_iter_
     seconds = time.perf_counter() - t0
-    return [_features(store, "ice", {**ice_params, "init": "nndsvda", "solver": "hals"}, t, layer,
+    return [_features(store, "ice", recorded_params("ice", ice_params), t, layer,
                       {"components": comps[i], "reconstruction_err": errs[i], "n_iter": iters[i]},
                       {"seconds": seconds, "memory_limit": memory_limit})
             for i, t in enumerate(targets)]
@@ -248,7 +259,7 @@ def fit_topic(store: ActivationStore, targets: list[Target], layer: str | None =
         model.fit(shuffled_batches(arr, rows, store.labels, model.batch_size, buffer_rows, model.seed, stats),
                   head, arr.shape[-1])
         w1, w2 = model.g_
-        out.append(_features(store, "topic", model.get_params(), target, layer,
+        out.append(_features(store, "topic", recorded_params("topic", model.get_params()), target, layer,
                              {"topics": model.topics_, "w1": w1, "w2": w2, "kept": model.kept_},
                              {"history": model.history_, "seconds": time.perf_counter() - t0, **stats}))
     return out
