@@ -22,6 +22,7 @@ CatalogOpt = Annotated[Path | None, typer.Option(
     "--catalog", envvar="ACTSTORE_CATALOG",
     help="Catalog that runs register into (default: <ACTSTORE_HOME>/catalog.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON data on stdout.")]
+StoreArg = Annotated[str, typer.Argument(help="Store path or catalog name.")]
 
 
 def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
@@ -218,7 +219,7 @@ def _params(items: list[str] | None) -> dict[str, Any]:
 
 @app.command()
 def select(
-    store: Annotated[str, typer.Argument(help="Store path or catalog name.")],
+    store: StoreArg,
     method: Annotated[str, typer.Option(help="random, moderate, dgpruning, d2pruning, kcenter.")],
     rate: Annotated[list[float] | None, typer.Option(help="Fraction kept per class; repeat for several (one pass).")] = None,
     paper_rates: Annotated[bool, typer.Option("--paper-rates", help="The paper's grid: 0.05 0.1 0.2 0.3 0.4 0.5 0.95.")] = False,
@@ -307,7 +308,7 @@ def coreset_export(
 
 @app.command()
 def interpret(
-    store: Annotated[str, typer.Argument(help="Store path or catalog name.")],
+    store: StoreArg,
     method: Annotated[str, typer.Option(help="ice, vebi or topic.")],
     coreset: Annotated[list[str] | None, typer.Option(help="Coreset name or file; repeat for several (one read).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Also on all rows (the default without --coreset).")] = False,

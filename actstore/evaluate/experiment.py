@@ -103,17 +103,6 @@ class ExperimentConfig:
                 raise ConfigError(f"alpha {a} in the config is not in [0, 1]")
 
 
-def _relu_layers(model: str) -> list[str]:
-    from ..extract.probe import Probe
-
-    loaded = load_model(model)
-    probe = Probe(loaded, [], units=True)
-    import torch
-
-    probe.describe(torch.zeros(1, 3, loaded.input_size, loaded.input_size))
-    return [name for name, _ in probe.unit_layers]
-
-
 def _features_for(store: ActivationStore, method: str, targets: list[Coreset | None], params: dict[str, Any],
                   cat: Catalog) -> list[Features]:
     """Features per target: from the catalog when already computed, else one shared interpret call."""
@@ -207,7 +196,8 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
         train = extract(model, cfg.train, units=True, catalog=cat, progress=progress).store
         val_layers = [load_model(model).default_layer]
         if "vebi" in cfg.interpreters:
-            val_layers += [n for n in _relu_layers(model) if n not in val_layers]
+            # every ReLU call of the VEBI units, as the train store recorded them (no second model build)
+            val_layers += [n for n, _ in train.provenance["units"]["layers"] if n not in val_layers]
         val = extract(model, cfg.val, units=True, layers=val_layers, catalog=cat, progress=progress).store
         stores[model] = {"train": train, "val": val}
 

@@ -39,22 +39,39 @@ Target = Coreset | None  # None: the full data
 
 
 def _read_ahead(arrays: list[Any], step: int, n: int) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """Yield (start, [array[start:start+step] for each]) sequentially, reading one block ahead."""
+    """Yield (start, [array[start:start+step] for each]) sequentially, reading one block ahead.
+    If the consumer stops early (an error), the reader thread is told to stop and is not left blocked."""
     q: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def reader() -> None:
         try:
             for start in range(0, n, step):
-                q.put((start, [np.asarray(a[start:start + step]) for a in arrays]))
+                if stop.is_set():
+                    return
+                put((start, [np.asarray(a[start:start + step]) for a in arrays]))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            q.put(exc)
-        q.put(None)
+            put(exc)
+        put(None)
 
-    threading.Thread(target=reader, daemon=True).start()
-    while (item := q.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "predicted",
