@@ -2,20 +2,6 @@
 
 from __future__ import annotations
 
-import resource
+from actstore.resources import peak_rss_mb  # VmHWM: ru_maxrss survives execve, so children would report the parent's
 
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB.
-
-    VmHWM, not ``ru_maxrss``: on Linux ``ru_maxrss`` survives ``execve``, so a child started from a
-    big parent would report the parent's peak.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+__all__ = ["peak_rss_mb"]

@@ -38,6 +38,15 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     assert np.mean([float(r["accuracy"]) for r in full_ice]) > 0.8  # ICE's Z keeps the model working
     phis = [float(r["phi"]) for r in rows if r["selector"] != "full" and r["interpreter"] != "vebi"]
     assert all(0 <= p <= np.pi / 2 for p in phis)
+    vebi = [r for r in rows if r["interpreter"] == "vebi"]
+    assert all(0 <= float(r["accuracy_all_layers"]) <= 1 for r in vebi)
+    assert all(r["accuracy_all_layers"] == "nan" for r in rows if r["interpreter"] != "vebi")
+    fitted = [r for r in rows if r["selector"] not in ("unmodified", "random-units")]
+    assert all(float(r["fit_seconds"]) > 0 and float(r["bytes_read"]) > 0 and float(r["peak_rss_MB"]) > 0
+               for r in fitted)
+    small, big = ([float(r["bytes_read"]) for r in fitted if r["interpreter"] == "ice" and r["selector"] == "random"
+                   and float(r["rate"]) == rate] for rate in (0.1, 0.5))
+    assert np.mean(small) < np.mean(big)  # bytes grow with ρ
     n_features = len(Catalog.load(catalog).entries("features"))
     assert n_features == 3 * 5
     again = run_experiment(ExperimentConfig.load(cfg_path), catalog, progress=False)  # reuses everything
@@ -60,6 +69,7 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     ({"selectors": ["herding"]}, "unknown selection method 'herding'"),
     ({"alphas": [2.0]}, "alpha 2.0"),
     ({"colour": "red"}, "unknown key(s) ['colour']"),
+    ({"vebi_maps": "disk"}, "vebi_maps must be 'store' or 'hooks'"),
 ])
 def test_bad_configs(tmp_path, patch, message):
     path = tmp_path / "bad.yaml"
@@ -77,3 +87,25 @@ def test_report_of_a_foreign_file_is_an_error(tmp_path, home):
     proc = subprocess.run([sys.executable, "-m", "actstore.cli", "report", str(bad)], capture_output=True, text=True,
                           env={**os.environ, "ACTSTORE_HOME": str(home)})
     assert proc.returncode == 2 and "not an actstore results table" in proc.stderr
+
+
+def test_vebi_maps_from_hooks_equal_the_stores(tmp_path, with_trained):
+    """With vebi_maps: hooks the validation store holds only the head's layer; VEBI's per-layer maps
+    come from forward hooks over the images, and Φ matches the run whose store holds every layer."""
+    base = {**CONFIG, "models": ["demo-resnet"], "interpreters": ["vebi"], "selectors": ["random"], "rates": [0.2]}
+    got = {}
+    for mode in ("store", "hooks"):
+        path = tmp_path / f"{mode}.yaml"
+        path.write_text(yaml.safe_dump({**base, "vebi_maps": mode, "out": mode}))
+        results = run_experiment(ExperimentConfig.load(path), tmp_path / "catalog.yaml", progress=False)
+        got[mode] = list(csv.DictReader(open(results)))
+    assert len(got["store"]) == len(got["hooks"])
+    compared = 0
+    for a, b in zip(got["store"], got["hooks"], strict=True):
+        assert (a["selector"], a["class"], a["accuracy"], a["vebi_layers"]) == \
+            (b["selector"], b["class"], b["accuracy"], b["vebi_layers"])
+        if a["phi"] != "nan":
+            assert float(a["phi"]) == pytest.approx(float(b["phi"]), abs=2e-2)  # float16 store vs float32 hooks
+            compared += int(a["vebi_layers"]) > 0
+    assert compared > 0
+    assert any(int(r["vebi_layers"]) > 0 for r in got["hooks"])

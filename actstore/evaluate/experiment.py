@@ -14,7 +14,6 @@ import csv
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,17 +27,27 @@ from ..coresets.base import get_selector
 from ..coresets.select import PAPER_RATES, save_coreset, select_many
 from ..errors import ActstoreError
 from ..extract.extractor import extract
-from ..extract.models import list_models, load_model
+from ..extract.heads import model_head
+from ..extract.models import layer_names, layer_node, list_models, load_model
 from ..interpret.features import Features
-from ..interpret.run import METHODS, interpret, save_features, store_model_head
+from ..interpret.run import METHODS, interpret, save_features, store_model
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
-from .protocol import class_accuracy, class_phi, interpretation_maps
+from .hooks import hooked_accuracy, hooked_maps, store_images
+from .protocol import class_accuracy, class_phi, interpretation_maps, vebi_units_by_layer
 
 __all__ = ["ExperimentConfig", "run_experiment", "RESULT_COLUMNS"]
 
 RESULT_COLUMNS = ["model", "interpreter", "selector", "source_model", "rate", "seed", "class", "alpha", "phi",
-                  "accuracy", "vebi_layers", "fit_seconds", "train_store", "val_store", "features"]
+                  "accuracy", "accuracy_all_layers", "vebi_layers", "fit_seconds", "bytes_read", "peak_rss_MB",
+                  "train_store", "val_store", "features"]
+COST_COLUMNS = ("fit_seconds", "bytes_read", "peak_rss_MB")
+
+
+def _cost(features: Features | None) -> dict[str, float]:
+    """What fitting ``features`` cost, as the interpreter recorded it (NaN for baselines)."""
+    cost = features.meta.get("cost", {}) if features is not None else {}
+    return {k: float(cost.get(k, float("nan"))) for k in COST_COLUMNS}
 
 
 class ConfigError(ActstoreError, ValueError):
@@ -57,6 +66,7 @@ class ExperimentConfig:
     val: str = "digits:val"
     transfer: bool | list[str] = True  # or the selectors whose coresets are transferred
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vebi_maps: str = "store"  # "store": the val store holds every ReLU layer; "hooks": computed by forward hooks
     out: str = "results"
 
     @classmethod
@@ -101,6 +111,8 @@ class ExperimentConfig:
         for a in self.alphas:
             if not 0 <= a <= 1:
                 raise ConfigError(f"alpha {a} in the config is not in [0, 1]")
+        if self.vebi_maps not in ("store", "hooks"):
+            raise ConfigError(f"vebi_maps must be 'store' or 'hooks', not '{self.vebi_maps}'")
 
 
 def _features_for(store: ActivationStore, method: str, targets: list[Coreset | None], params: dict[str, Any],
@@ -117,11 +129,8 @@ def _features_for(store: ActivationStore, method: str, targets: list[Coreset | N
     if todo:
         subs = [i for i in todo if targets[i] is not None]
         full = [i for i in todo if targets[i] is None]
-        start = time.perf_counter()
         made = interpret(store, method, coresets=[targets[i] for i in subs], full=bool(full), **params)
-        seconds = (time.perf_counter() - start) / max(1, len(made))
         for i, f in zip(subs + full, made, strict=True):  # interpret returns the coresets, then the full data
-            f.meta["fit_seconds"] = seconds
             save_features(f, cat)
             found[i] = f
     return [found[i] for i in range(len(targets))]
@@ -160,29 +169,19 @@ def _vebi_unit_stats(model: str, labelled: list[tuple[str, Coreset | None]], fea
     return rows
 
 
-def _vebi_baselines(model: str, full: Features, train: ActivationStore, val: ActivationStore, head: Any, layer: str,
-                    alphas: list[float]) -> list[dict[str, Any]]:
-    """Paper §4.2 baselines next to VEBI: the unmodified model, and as many random last-layer units
-    switched off as VEBI found for the class (seeded)."""
-    from .protocol import vebi_units_by_layer
-
-    out = []
-    rng = np.random.default_rng(0)
-    for c in range(len(val.classes)):
-        A = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
-        plain = float((head.logits(A).argmax(1) == c).mean())
-        found = vebi_units_by_layer(full, c).get(layer)
-        k = 0 if found is None else len(found[0])
-        Z = A.copy()
-        Z[..., rng.choice(A.shape[-1], size=k, replace=False)] = 0.0
-        random_units = float((head.logits(Z).argmax(1) == c).mean())
-        for label, acc in (("unmodified", plain), ("random-units", random_units)):
-            for a in alphas:
-                out.append({"model": model, "interpreter": "vebi", "selector": label, "source_model": model,
-                            "rate": 1.0, "seed": 0, "class": val.classes[c], "alpha": a, "phi": float("nan"),
-                            "accuracy": acc, "vebi_layers": 0, "fit_seconds": float("nan"),
-                            "train_store": train.key, "val_store": val.key, "features": full.key})
-    return out
+def _vebi_baselines(model: str, full: Features, loaded: Any, val: ActivationStore, head: Any, layer: str,
+                    unit_layer: str, c: int, images: list[Any], rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+    """Paper §4.2 baselines next to VEBI, for class ``c``: the unmodified model, and as many random
+    units switched off as VEBI found for the class, per layer (seeded). {label: (final, all layers)}."""
+    A = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
+    found = vebi_units_by_layer(full, c)
+    width = dict(val.provenance["units"]["layers"])
+    random_units = {name: rng.choice(width[name], size=len(ch), replace=False) for name, (ch, _) in found.items()}
+    Z = A.copy()
+    Z[..., random_units.get(unit_layer, [])] = 0.0
+    return {"unmodified": (float((head.logits(A).argmax(1) == c).mean()), hooked_accuracy(loaded, images, c)),
+            "random-units": (float((head.logits(Z).argmax(1) == c).mean()),
+                             hooked_accuracy(loaded, images, c, random_units))}
 
 
 def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Catalog | None = None,
@@ -195,7 +194,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
     for model in cfg.models:
         train = extract(model, cfg.train, units=True, catalog=cat, progress=progress).store
         val_layers = [load_model(model).default_layer]
-        if "vebi" in cfg.interpreters:
+        if "vebi" in cfg.interpreters and cfg.vebi_maps == "store":
             # every ReLU call of the VEBI units, as the train store recorded them (no second model build)
             val_layers += [n for n, _ in train.provenance["units"]["layers"] if n not in val_layers]
         val = extract(model, cfg.val, units=True, layers=val_layers, catalog=cat, progress=progress).store
@@ -232,21 +231,34 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
     done = 0
     for model in cfg.models:
         train, val = stores[model]["train"], stores[model]["val"]
-        head = store_model_head(val, val.layers[0])
+        loaded = store_model(val)
+        layer = val.layers[0]
+        head = model_head(loaded, layer)
+        unit_layer = layer_node(layer_names(loaded.module), layer)  # the ReLU call the head layer is
         for method in cfg.interpreters:
             targets: list[Coreset | None] = [None, *[cs for _, cs in coresets[model]]]
             feats = _features_for(train, method, targets, cfg.params.get(method, {}), cat)
             full = feats[0]
-            layer = val.layers[0]
             labelled = [("full", None), *coresets[model]]
             per_target: list[list[dict[str, Any]]] = [[] for _ in labelled]
+            rng = np.random.default_rng(0)
             for c in range(len(val.classes)):  # class by class: one class's maps in memory at a time
                 cache: dict[Any, np.ndarray] = {}
                 maps = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
                 z_full = interpretation_maps(full, maps, c) if method != "vebi" else None
+                images: list[Any] = []
+                if method == "vebi":  # the model itself: "all layers" ablation, and maps the store lacks
+                    rows_c = np.arange(val.class_rows(c).start, val.class_rows(c).stop)
+                    images = list(store_images(val, loaded, rows_c))
+                    wanted = {name for f in feats for name in vebi_units_by_layer(f, c)} - set(val.layers)
+                    cache.update({(name, c): m for name, m in hooked_maps(loaded, images, sorted(wanted)).items()})
                 for t, ((label, cs), sub) in enumerate(zip(labelled, feats, strict=True)):
                     z = z_full if cs is None or method == "vebi" else interpretation_maps(sub, maps, c)
-                    acc = class_accuracy(sub, val, c, head, layer, A=maps, z=z)
+                    acc = class_accuracy(sub, val, c, head, layer, A=maps, z=z, unit_layer=unit_layer)
+                    acc_all = float("nan")
+                    if method == "vebi":
+                        units = {name: ch for name, (ch, _) in vebi_units_by_layer(sub, c).items()}
+                        acc_all = hooked_accuracy(loaded, images, c, units)
                     phi = class_phi(full, sub, val, c, cfg.alphas, layer, z_full, z, cache) if cs is not None \
                         else {"phi": {a: 0.0 for a in cfg.alphas}, "layers": 0}
                     for a in cfg.alphas:
@@ -255,11 +267,18 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                             "source_model": label.split("@")[1] if "@" in label else model,
                             "rate": 1.0 if cs is None else cs.rate, "seed": 0 if cs is None else cs.seed,
                             "class": val.classes[c], "alpha": a, "phi": phi["phi"][a], "accuracy": acc,
-                            "vebi_layers": phi["layers"], "fit_seconds": sub.meta.get("fit_seconds", float("nan")),
+                            "accuracy_all_layers": acc_all, "vebi_layers": phi["layers"], **_cost(sub),
                             "train_store": train.key, "val_store": val.key, "features": sub.key})
+                if method == "vebi":
+                    for label, (acc, acc_all) in _vebi_baselines(model, full, loaded, val, head, layer, unit_layer,
+                                                                 c, images, rng).items():
+                        rows += [{"model": model, "interpreter": "vebi", "selector": label, "source_model": model,
+                                  "rate": 1.0, "seed": 0, "class": val.classes[c], "alpha": a, "phi": float("nan"),
+                                  "accuracy": acc, "accuracy_all_layers": acc_all, "vebi_layers": 0,
+                                  **_cost(None), "train_store": train.key, "val_store": val.key,
+                                  "features": full.key} for a in cfg.alphas]
             rows += [r for target_rows in per_target for r in target_rows]
             if method == "vebi":
-                rows += _vebi_baselines(model, full, train, val, head, layer, cfg.alphas)
                 unit_rows += _vebi_unit_stats(model, labelled, feats)
             done += 1
             if progress:
@@ -284,8 +303,13 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
 def summary_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The results CSV as dicts with numbers parsed."""
     with open(path) as fh:
-        rows = list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("model", "interpreter", "selector", "rate", "alpha", "phi", "accuracy")
+                   if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"no column(s) {', '.join(missing)}")
+        rows = list(reader)
     for r in rows:
-        for k in ("rate", "alpha", "phi", "accuracy", "fit_seconds"):
-            r[k] = float(r[k]) if r[k] not in ("", "nan") else float("nan")
+        for k in ("rate", "alpha", "phi", "accuracy", "accuracy_all_layers", *COST_COLUMNS):
+            r[k] = float(r[k]) if r.get(k) not in (None, "", "nan") else float("nan")
     return rows

@@ -6,8 +6,9 @@ accuracy through the model's head, on a validation store.
   head(g(v(A))), the completeness accuracy. Φ is invariant to the order of the topics.
 - VEBI: per layer, Z = the maps of the class's identified units; R and R' are equalised in depth by
   keeping the highest-weight units; Φ is averaged over the layers where both found units and whose
-  maps the validation store holds. Accuracy ("final layer") zeroes the class's units in the last
-  layer's maps and runs the head.
+  maps the validation store holds (or that forward hooks computed: ``cache``). Accuracy ("final
+  layer") zeroes the class's units in the last layer's maps and runs the head; the "all layers"
+  variant runs the model itself with hooks (``evaluate.hooks``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def class_phi(full: Features, sub: Features, store: ActivationStore, c: int, alp
             z_sub = interpretation_maps(sub, A, c) if z_sub is None else z_sub
         return {"phi": _safe(ShapeStats().update(z_full, z_sub), alphas), "layers": 1}
     units_full, units_sub = vebi_units_by_layer(full, c), vebi_units_by_layer(sub, c)
-    shared = [name for name in units_full if name in units_sub and name in store.layers]
+    held = set(store.layers) | {name for name, cc in (cache or {}) if cc == c}  # store, or hooked maps
+    shared = [name for name in units_full if name in units_sub and name in held]
     per_layer = []
     for name in shared:
         m = min(len(units_full[name][0]), len(units_sub[name][0]))  # depth equalised (paper §4.3)
@@ -100,9 +102,10 @@ def _safe(stats: ShapeStats, alphas: list[float]) -> dict[float, float]:
 
 @torch.inference_mode()
 def class_accuracy(features: Features, store: ActivationStore, c: int, head: Any, layer: str | None = None,
-                   A: np.ndarray | None = None, z: np.ndarray | None = None) -> float:
+                   A: np.ndarray | None = None, z: np.ndarray | None = None, unit_layer: str | None = None) -> float:
     """Top-1 accuracy on class ``c``'s validation rows after the interpretation (paper §4.2).
-    ``A``: the class's maps when already read; ``z``: ICE's Z when already computed."""
+    ``A``: the class's maps when already read; ``z``: ICE's Z when already computed; ``unit_layer``:
+    VEBI's name for the ReLU call that ``layer`` is (``layer3`` is the call ``layer3.1.relu_1``)."""
     layer = layer or features.layer or store.layers[-1]
     A = _maps(store, layer, c) if A is None else A
     if features.method == "ice":
@@ -118,7 +121,7 @@ def class_accuracy(features: Features, store: ActivationStore, c: int, head: Any
         Z = (torch.relu(v @ torch.as_tensor(w1)) @ torch.as_tensor(w2)).numpy()
     elif features.method == "vebi":
         Z = A.copy()
-        units = vebi_units_by_layer(features, c).get(layer)
+        units = vebi_units_by_layer(features, c).get(unit_layer or layer)
         if units is not None:
             Z[..., units[0]] = 0.0  # the "final layer" ablation: the class's units switched off
     else:

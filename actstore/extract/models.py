@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import LayerError, ModelError, WeightsError
 
-__all__ = ["LoadedModel", "load_model", "list_models", "layer_names", "valid_layers", "file_sha256",
+__all__ = ["LoadedModel", "load_model", "list_models", "layer_names", "valid_layers", "layer_node", "file_sha256",
            "DEMO_MODELS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -258,6 +258,11 @@ def layer_names(module: nn.Module) -> list[str]:
 
     _, eval_nodes = get_graph_node_names(module)
     return [n for n in eval_nodes if n != "x"]
+
+
+def layer_node(names: list[str], layer: str) -> str:
+    """The FX node a layer name means: itself, or a module's last node (``layer3`` -> ``layer3.1.relu_1``)."""
+    return layer if layer in names else [n for n in names if n.startswith(layer + ".")][-1]
 
 
 def valid_layers(module: nn.Module) -> list[str]:

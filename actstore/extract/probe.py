@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import LayerError
-from .models import LoadedModel, layer_names, valid_layers
+from .models import LoadedModel, layer_names, layer_node, valid_layers
 
 __all__ = ["Probe", "energy_share"]
 
@@ -44,8 +44,7 @@ class Probe(nn.Module):
         names = layer_names(loaded.module)
         output = names[-1]
         # a module name means its last node; two names for one node are computed once
-        self.node_of = {layer: layer if layer in names else [n for n in names if n.startswith(layer + ".")][-1]
-                        for layer in layers}
+        self.node_of = {layer: layer_node(names, layer) for layer in layers}
         nodes = {node: node for node in self.node_of.values() if node != output}
         nodes[output] = _LOGITS
         self.layers, self.output = list(layers), output

@@ -19,6 +19,7 @@ import numpy as np
 from ..catalog import Catalog, open_catalog
 from ..config import home
 from ..coresets.artifact import Coreset
+from ..resources import measured
 from ..store.reader import ActivationStore, open_store
 from .features import Features
 from .ice import ICE
@@ -26,7 +27,7 @@ from .topic import TOPIC_DEFAULTS, TopicModel
 from .vebi import DEFAULT_MU, VEBI, InterpretError
 
 __all__ = ["interpret", "vebi_stats", "fit_vebi", "fit_ice", "fit_topic", "save_features", "shuffled_batches",
-           "store_model_head", "METHODS"]
+           "store_model_head", "store_model", "METHODS"]
 
 METHODS = ("ice", "vebi", "topic")
 _PARAMS: dict[str, dict[str, Any]] = {
@@ -96,6 +97,7 @@ def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "pre
     step = block_rows or max(energy.chunks[0], (64 * 2**20) // (8 * p) // energy.chunks[0] * energy.chunks[0])
     t0, gemm = time.perf_counter(), 0.0
     nbytes = 0
+    per_target_seconds = [0.0] * len(targets)
     for start, (e, lg) in _read_ahead([energy, logits], step, n):
         if not np.isfinite(e).all():
             raise InterpretError(f"{store.path}: units/energy holds NaN or Inf near row {start}")
@@ -114,8 +116,10 @@ def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "pre
             classes, starts = np.unique(ys[order], return_index=True)
             b[:, classes] += np.add.reduceat(X[order], starts, axis=0).T
             gemm += time.perf_counter() - g0
+            per_target_seconds[i] += time.perf_counter() - g0
             acc[i] = (G, b, cnt + len(X))
-    stats = {"seconds": time.perf_counter() - t0, "gemm_seconds": gemm, "bytes_read": nbytes}
+    stats = {"seconds": time.perf_counter() - t0, "gemm_seconds": gemm, "bytes_read": nbytes,
+             "target_seconds": per_target_seconds}
     return acc, stats
 
 
@@ -126,8 +130,9 @@ def fit_vebi(store: ActivationStore, targets: list[Target], mu: float = DEFAULT_
         raise InterpretError(f"mu must be > 0, got {mu}")
     accs, stats = vebi_stats(store, targets, labels, block_rows)
     table = store.unit_table
+    row_bytes = 4 * (store.array("units/energy").shape[1] + store.array("samples/logits").shape[1])
     out = []
-    for target, (G, b, n) in zip(targets, accs, strict=True):
+    for i, (target, (G, b, n)) in enumerate(zip(targets, accs, strict=True)):
         if n == 0:
             raise InterpretError("a coreset selects no rows of this store")
         t0 = time.perf_counter()
@@ -136,7 +141,10 @@ def fit_vebi(store: ActivationStore, targets: list[Target], mu: float = DEFAULT_
                              {"coef": model.coef_, "unit_layer": np.array([u[0] for u in table]),
                               "unit_channel": np.array([u[1] for u in table], np.int32)},
                              {"n_rows": int(n), "units_per_class": [int(len(r)) for r in model.relevant_units_],
-                              "pass": stats, "solve_seconds": time.perf_counter() - t0}))
+                              "pass": {k: v for k, v in stats.items() if k != "target_seconds"},
+                              "solve_seconds": time.perf_counter() - t0,
+                              "cost": {"fit_seconds": stats["target_seconds"][i] + time.perf_counter() - t0,
+                                       "bytes_read": int(n) * row_bytes}}))
     return out
 
 
@@ -182,6 +190,8 @@ def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = N
     comps = [np.zeros((len(store.classes), ice_params["n_components"], d), np.float32) for _ in targets]
     errs = [np.full(len(store.classes), np.nan) for _ in targets]
     iters = [np.zeros(len(store.classes), np.int64) for _ in targets]
+    spent = [0.0] * len(targets)
+    n_rows = [0] * len(targets)
     t0 = time.perf_counter()
     for c in range(len(store.classes)):
         per_target = [t.class_rows(store, c) if t is not None else np.arange(store.class_rows(c).start,
@@ -197,18 +207,22 @@ def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = N
                                      f"positions) in this selection, fewer than n_components="
                                      f"{ice_params['n_components']}")
             model = ICE(**ice_params, memory_limit=memory_limit)
+            f0 = time.perf_counter()
             if shared is not None:
                 model.fit(shared[np.searchsorted(union, rows)])
             else:
                 per_block = max(1, (64 * 2**20) // row_bytes)
                 model.fit_blocks(_class_blocks(arr, rows, d, per_block), rows.size * h * w, d)
+            spent[i] += time.perf_counter() - f0
+            n_rows[i] += rows.size
             comps[i][c] = model.components_
             errs[i][c] = model.reconstruction_err_
             iters[i][c] = model.n_iter_
     seconds = time.perf_counter() - t0
     return [_features(store, "ice", recorded_params("ice", ice_params), t, layer,
                       {"components": comps[i], "reconstruction_err": errs[i], "n_iter": iters[i]},
-                      {"seconds": seconds, "memory_limit": memory_limit})
+                      {"seconds": seconds, "memory_limit": memory_limit,
+                       "cost": {"fit_seconds": spent[i], "bytes_read": n_rows[i] * h * w * d * arr.dtype.itemsize}})
             for i, t in enumerate(targets)]
 
 
@@ -250,6 +264,12 @@ def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size:
 def store_model_head(store: ActivationStore, layer: str) -> Any:
     """The frozen head of the model that made ``store``, rebuilt from its provenance (weights checked)."""
     from ..extract.heads import model_head
+
+    return model_head(store_model(store), layer)
+
+
+def store_model(store: ActivationStore) -> Any:
+    """The model that made ``store``, rebuilt from its provenance; refused if its weights changed."""
     from ..extract.models import load_model
 
     prov = store.provenance["model"]
@@ -258,7 +278,7 @@ def store_model_head(store: ActivationStore, layer: str) -> Any:
     if prov.get("weights_sha256") and loaded.weights_sha256 != prov["weights_sha256"]:
         raise InterpretError(f"{store.path}: the weights of '{prov['name']}' changed since extraction "
                              f"(sha256 {loaded.weights_sha256} != {prov['weights_sha256']}); re-extract the store")
-    return model_head(loaded, layer)
+    return loaded
 
 
 def fit_topic(store: ActivationStore, targets: list[Target], layer: str | None = None, **params: Any
@@ -278,7 +298,9 @@ def fit_topic(store: ActivationStore, targets: list[Target], layer: str | None =
         w1, w2 = model.g_
         out.append(_features(store, "topic", recorded_params("topic", model.get_params()), target, layer,
                              {"topics": model.topics_, "w1": w1, "w2": w2, "kept": model.kept_},
-                             {"history": model.history_, "seconds": time.perf_counter() - t0, **stats}))
+                             {"history": model.history_, "seconds": time.perf_counter() - t0, **stats,
+                              "cost": {"fit_seconds": time.perf_counter() - t0,
+                                       "bytes_read": int(stats.get("bytes_read", 0))}}))
     return out
 
 
@@ -311,7 +333,9 @@ def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
               coresets: list[Coreset | str | os.PathLike[str]] | None = None, full: bool | None = None,
               layer: str | None = None, **params: Any) -> list[Features]:
     """Run ``method`` ("ice", "vebi" or "topic") on ``store``: on each coreset's rows, and on all rows when
-    ``full`` (the default when no coreset is given). Returns one Features per target, in order."""
+    ``full`` (the default when no coreset is given). Returns one Features per target, in order.
+    Each records its cost in ``meta["cost"]``: its own fit time and the bytes its rows take, and the
+    call's peak memory and wall time (shared: targets of one call share one pass over the store)."""
     st = store if isinstance(store, ActivationStore) else open_store(store)
     if method not in _PARAMS:
         raise InterpretError(f"unknown interpretation method '{method}'; known: {', '.join(METHODS)}")
@@ -324,8 +348,15 @@ def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
     targets: list[Target] = [*loaded, *([None] if (full if full is not None else not loaded) else [])]
     for cs in loaded:
         cs.rows(st)  # a coreset of another dataset fails here, before any work
-    if method == "vebi":
-        return fit_vebi(st, targets, mu=float(merged["mu"]), labels=merged["labels"], block_rows=merged["block_rows"])
-    if method == "topic":
-        return fit_topic(st, targets, layer, **merged)
-    return fit_ice(st, targets, layer, **merged)
+    with measured() as call:
+        if method == "vebi":
+            out = fit_vebi(st, targets, mu=float(merged["mu"]), labels=merged["labels"],
+                           block_rows=merged["block_rows"])
+        elif method == "topic":
+            out = fit_topic(st, targets, layer, **merged)
+        else:
+            out = fit_ice(st, targets, layer, **merged)
+    for f in out:  # the call's peak memory and wall time are shared by its targets
+        f.meta["cost"] = {**f.meta.get("cost", {}), "peak_rss_MB": call["peak_rss_MB"],
+                          "call_seconds": call["seconds"], "call_targets": len(out)}
+    return out
