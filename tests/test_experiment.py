@@ -57,7 +57,10 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     units = list(csv.DictReader(open(results.parent / "vebi_units.csv")))
     assert {u["selector"] for u in units} >= {"full", "random", "dgpruning"}
     assert all(float(u["coverage"]) == 1.0 for u in units if u["selector"] == "full")
+    for method in ("ice", "vebi", "topic"):
+        assert (results.parent / "heatmaps" / f"demo-vgg.{method}.png").stat().st_size > 1000
     page = write_report(results)
+    assert page.read_text().count("data:image/png;base64") >= 3 + 6
     assert (results.parent / "vebi_units.png").exists()
     assert page.exists() and (results.parent / "table1.md").exists() and (results.parent / "phi_vs_rate.png").exists()
     assert "Table 1" in page.read_text() and "data:image/png;base64" in page.read_text()

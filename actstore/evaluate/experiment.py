@@ -42,6 +42,7 @@ RESULT_COLUMNS = ["model", "interpreter", "selector", "source_model", "rate", "s
                   "accuracy", "accuracy_all_layers", "vebi_layers", "fit_seconds", "bytes_read", "peak_rss_MB",
                   "train_store", "val_store", "features"]
 COST_COLUMNS = ("fit_seconds", "bytes_read", "peak_rss_MB")
+HEATMAP_DEFAULTS: dict[str, Any] = {"classes": 4, "per_class": 1, "top_k": 3, "rate": 0.1}
 
 
 def _cost(features: Features | None) -> dict[str, float]:
@@ -67,6 +68,7 @@ class ExperimentConfig:
     transfer: bool | list[str] = True  # or the selectors whose coresets are transferred
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     vebi_maps: str = "store"  # "store": the val store holds every ReLU layer; "hooks": computed by forward hooks
+    heatmaps: dict[str, Any] | bool = True  # paper §4.7 grids; a mapping overrides HEATMAP_DEFAULTS
     out: str = "results"
 
     @classmethod
@@ -111,6 +113,13 @@ class ExperimentConfig:
         for a in self.alphas:
             if not 0 <= a <= 1:
                 raise ConfigError(f"alpha {a} in the config is not in [0, 1]")
+        if isinstance(self.heatmaps, dict):
+            unknown = set(self.heatmaps) - set(HEATMAP_DEFAULTS)
+            if unknown:
+                raise ConfigError(f"unknown heatmaps key(s) {sorted(unknown)}; allowed: {', '.join(HEATMAP_DEFAULTS)}")
+        elif not isinstance(self.heatmaps, bool):
+            raise ConfigError("heatmaps must be true, false or a mapping of "
+                              f"{', '.join(HEATMAP_DEFAULTS)}")
         if self.vebi_maps not in ("store", "hooks"):
             raise ConfigError(f"vebi_maps must be 'store' or 'hooks', not '{self.vebi_maps}'")
 
@@ -182,6 +191,47 @@ def _vebi_baselines(model: str, full: Features, loaded: Any, val: ActivationStor
     return {"unmodified": (float((head.logits(A).argmax(1) == c).mean()), hooked_accuracy(loaded, images, c)),
             "random-units": (float((head.logits(Z).argmax(1) == c).mean()),
                              hooked_accuracy(loaded, images, c, random_units))}
+
+
+def _write_heatmaps(path: Path, model: str, method: str, val: ActivationStore, loaded: Any, layer: str,
+                    unit_layer: str, labelled: list[tuple[str, Coreset | None]], feats: list[Features],
+                    hm: dict[str, Any]) -> None:
+    """Paper §4.7 for one model x interpreter: a few validation images of the first classes, each
+    selector's interpretation at ρ = hm["rate"] (first seed), and the full data's in the last column.
+    VEBI's maps are the class's units in the head's layer."""
+    from ..report.heatmaps import heatmap_grid
+
+    chosen: dict[str, Features] = {}
+    for (label, cs), f in zip(labelled, feats, strict=True):
+        if cs is not None and abs(cs.rate - float(hm["rate"])) < 1e-9 and label not in chosen:
+            chosen[label] = f
+    chosen["full data"] = feats[0]
+    images: list[np.ndarray] = []
+    row_labels: list[str] = []
+    columns: dict[str, list[np.ndarray]] = {label: [] for label in chosen}
+    for c in range(min(int(hm["classes"]), len(val.classes))):
+        sl = val.class_rows(c)
+        rows = np.arange(sl.start, min(sl.stop, sl.start + int(hm["per_class"])))
+        if rows.size == 0:
+            continue
+        images += [x.numpy() for batch in store_images(val, loaded, rows) for x in batch]
+        row_labels += [f"{val.classes[c]} #{int(val.sample_ids[r])}" for r in rows]
+        A = np.asarray(val.array(f"layers/{layer}/maps").oindex[rows], np.float32)
+        for label, f in chosen.items():
+            if method == "vebi":
+                units = vebi_units_by_layer(f, c).get(unit_layer)
+                Z = A[..., units[0]] if units is not None else np.zeros((*A.shape[:3], 1), np.float32)
+            else:
+                Z = interpretation_maps(f, A, c)
+            columns[label] += list(Z)
+    if not images:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    png = heatmap_grid(images, columns, int(hm["top_k"]), f"{model} · {method}: top-{hm['top_k']} maps, "
+                       f"ρ = {hm['rate']:g} (paper §4.7)", row_labels)
+    tmp = path.with_suffix(".png.tmp")
+    tmp.write_bytes(png)
+    os.replace(tmp, path)
 
 
 def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Catalog | None = None,
@@ -278,6 +328,10 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                                   **_cost(None), "train_store": train.key, "val_store": val.key,
                                   "features": full.key} for a in cfg.alphas]
             rows += [r for target_rows in per_target for r in target_rows]
+            if cfg.heatmaps is not False:
+                hm = {**HEATMAP_DEFAULTS, **(cfg.heatmaps if isinstance(cfg.heatmaps, dict) else {})}
+                _write_heatmaps(out / "heatmaps" / f"{model}.{method}.png", model, method, val, loaded, layer,
+                                unit_layer, labelled, feats, hm)
             if method == "vebi":
                 unit_rows += _vebi_unit_stats(model, labelled, feats)
             done += 1

@@ -27,7 +27,13 @@ def _per_rate(rows: list[dict[str, Any]], value: str) -> dict[tuple[str, str, st
     acc: dict[tuple[str, str, str, float], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         acc[(r["model"], r["interpreter"], r["selector"], r["alpha"])][r["rate"]].append(r[value])
-    return {k: {rate: float(np.nanmean(v)) for rate, v in sorted(d.items())} for k, d in acc.items()}
+    return {k: {rate: _mean(v) for rate, v in sorted(d.items())} for k, d in acc.items()}
+
+
+def _mean(values: list[float]) -> float:
+    """The mean over the finite values; NaN (undefined Φ, no accuracy) when there is none."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def robustness_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -38,7 +44,8 @@ def robustness_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if sel in ("full", "unmodified", "random-units") or not vals:
             continue
         out.append({"model": model, "interpreter": interp, "selector": sel, "alpha": alpha,
-                    "phi_mean": float(np.nanmean(vals)), "phi_std": float(np.nanstd(vals)), "rates": len(vals)})
+                    "phi_mean": _mean(vals), "phi_std": float(np.std([v for v in vals if np.isfinite(v)]))
+                    if any(np.isfinite(vals)) else float("nan"), "rates": len(vals)})
     return out
 
 
@@ -56,7 +63,7 @@ def _figure(rows: list[dict[str, Any]], value: str, transfer: bool, title: str) 
             if (m, i) != (model, interp) or ("@" in sel) != transfer:
                 continue
             if sel in ("full", "unmodified", "random-units"):
-                if value == "accuracy":
+                if value.startswith("accuracy") and 1.0 in by_rate:
                     style = {"full": "--", "unmodified": ":", "random-units": "-."}[sel]
                     ax.axhline(by_rate[1.0], color="black", linestyle=style, label=f"{sel} (ρ = 1)")
                 continue
@@ -64,7 +71,8 @@ def _figure(rows: list[dict[str, Any]], value: str, transfer: bool, title: str) 
         ax.set_title(f"{model} · {interp}", fontsize=9)
         ax.set_xlabel("ρ (fraction kept per class)")
         ax.set_ylabel(value if value != "phi" else "Φ (rad)")
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -132,13 +140,20 @@ def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         "phi_vs_rate.png": _figure(rows, "phi", False, "Φ between full-data and coreset interpretations (Fig. 4)"),
         "accuracy_vs_rate.png": _figure(rows, "accuracy", False, "Accuracy through the head (Fig. 2)"),
         "transfer.png": _figure(rows, "phi", True, "Coresets transferred from another model (Fig. 5)"),
-        "cost_vs_rate.png": _figure(rows, "fit_seconds", False, "Interpreter wall time per run (§4.6)"),
+        "cost_vs_rate.png": _figure(rows, "fit_seconds", False, "Interpreter fit time per run, s (§4.6)"),
+        "bytes_vs_rate.png": _figure(rows, "bytes_read", False, "Bytes of activations each run reads (§4.6)"),
     }
+    vebi = [r for r in rows if r["interpreter"] == "vebi"]
+    if vebi:
+        figures["accuracy_all_layers_vs_rate.png"] = _figure(
+            vebi, "accuracy_all_layers", False, "VEBI accuracy, units switched off in all layers (§4.2)")
     units_csv = results.parent / "vebi_units.csv"
     if units_csv.is_file():
         figures["vebi_units.png"] = _units_figure(units_csv)
     for name, png in figures.items():
         (out / name).write_bytes(png)
+    for png in sorted((results.parent / "heatmaps").glob("*.png")):  # paper §4.7, written by the experiment
+        figures[f"heatmaps/{png.name}"] = png.read_bytes()
     provenance = results.parent / "provenance.json"
     prov = json.loads(provenance.read_text()) if provenance.is_file() else {}
     imgs = "".join(f'<h2>{html.escape(n)}</h2><img src="data:image/png;base64,{base64.b64encode(p).decode()}">'
