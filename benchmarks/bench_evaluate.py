@@ -6,7 +6,11 @@ d = 512) and an interpretation of them Y (computed block by block), streamed wit
 implementation of netrep's algorithm (centre, whiten, SVD, on the full matrices), each in a fresh
 process so peak RSS is its own.
 
-Usage: python benchmarks/bench_evaluate.py [--rows 200000] [--d 512]
+The accuracy pass (ICE's Z through the model's head, class by class, paper §4.2) runs on stores of
+n and 4n rows of demo-resnet-shaped maps (8 x 8 x 64): its peak RSS must stay flat, and its rate is
+compared with the bare head over the same rows (no interpretation), in the same process.
+
+Usage: python benchmarks/bench_evaluate.py [--rows 200000] [--d 512] [--accuracy-rows 5000]
 """
 
 from __future__ import annotations
@@ -58,6 +62,48 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "theta": theta, "peak_rss
 """
 
 
+ACCURACY = """
+import json, sys, time, numpy as np
+sys.path.insert(0, {here!r})
+from _common import peak_rss_mb
+from actstore import load_model, model_head
+from actstore.store.reader import open_store
+from actstore.interpret.features import Features
+from actstore.evaluate.protocol import class_accuracy
+store = open_store({store!r})
+head = model_head(load_model("demo-resnet", "random", num_classes=len(store.classes)), "layer3")
+comps = np.random.default_rng(0).random((len(store.classes), 10, 64)).astype(np.float32)
+ice = Features("ice", {{"n_components": 10, "max_iter": 20, "tol": 1e-4}}, {{"components": comps}},
+               store.key, str(store.path), store.fingerprint, None, "synthetic")
+arr = store.array("layers/synthetic/maps")
+t = time.perf_counter()
+bare = [float((head.logits(np.asarray(arr[store.class_rows(c)], np.float32)).argmax(1) == c).mean())
+        for c in range(len(store.classes))]
+bare_s = time.perf_counter() - t
+t = time.perf_counter()
+accs = [class_accuracy(ice, store, c, head, "synthetic") for c in range(len(store.classes))]
+print(json.dumps({{"seconds": time.perf_counter() - t, "bare_seconds": bare_s, "rows": store.n_rows,
+                  "peak_rss_MB": peak_rss_mb()}}))
+"""
+
+
+def accuracy_pass(tmp: Path, rows: int) -> dict:
+    """Peak RSS of the accuracy pass at n and 4n rows (same class size), and its rate vs the bare head."""
+    from actstore.store.synthetic import write_synthetic_store
+
+    out = {}
+    for scale in (1, 4):
+        store = write_synthetic_store(tmp / f"acc{scale}.zarr", classes=10 * scale, rows_per_class=rows // 10,
+                                      channels=64, height=8, width=8)
+        out[scale] = child(ACCURACY.format(here=str(HERE), store=str(store)))
+    return {"rows_n": out[1]["rows"], "peak_rss_MB_n": round(out[1]["peak_rss_MB"], 1),
+            "peak_rss_MB_4n": round(out[4]["peak_rss_MB"], 1),
+            "peak_rss_growth_4x_rows": round(out[4]["peak_rss_MB"] / out[1]["peak_rss_MB"] - 1, 4),
+            "ice_accuracy_rows_per_s": round(out[4]["rows"] / out[4]["seconds"], 1),
+            "bare_head_rows_per_s": round(out[4]["rows"] / out[4]["bare_seconds"], 1),
+            "time_ratio_vs_bare_head": round(out[4]["seconds"] / out[4]["bare_seconds"], 3)}
+
+
 def child(code: str) -> dict:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -67,6 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--d", type=int, default=512)
+    ap.add_argument("--accuracy-rows", type=int, default=5000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     try:
@@ -84,7 +131,8 @@ def main() -> None:
             "netrep_inmemory_peak_rss_MB": round(ref["peak_rss_MB"], 1),
             "speedup": round(ref["seconds"] / ours["seconds"], 2),
             "theta_ours": ours["theta"], "theta_netrep": ref["theta"],
-            "abs_difference": abs(ours["theta"] - ref["theta"]), "thetas_ours": ours["thetas"]}))
+            "abs_difference": abs(ours["theta"] - ref["theta"]), "thetas_ours": ours["thetas"],
+            "accuracy_pass": accuracy_pass(tmp, args.accuracy_rows)}))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

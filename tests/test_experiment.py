@@ -112,3 +112,33 @@ def test_vebi_maps_from_hooks_equal_the_stores(tmp_path, with_trained):
             compared += int(a["vebi_layers"]) > 0
     assert compared > 0
     assert any(int(r["vebi_layers"]) > 0 for r in got["hooks"])
+
+
+def test_an_interrupted_run_resumes_from_the_saved_groups(tmp_path, with_trained, monkeypatch):
+    """ICE runs one interpret call per selector run and saves it at once: a crash in the second
+    call keeps the first's features, and the rerun computes only what is missing."""
+    import actstore.evaluate.experiment as experiment
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "interpreters": ["ice"], "heatmaps": False, "out": "res"}))
+    real = experiment.interpret
+    calls: list[int] = []
+    crash = [True]
+
+    def crashing(*args, **kwargs):
+        calls.append(len(kwargs["coresets"]) + int(kwargs["full"]))
+        if len(calls) == 2 and crash:
+            crash.clear()
+            raise RuntimeError("killed mid-run")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "interpret", crashing)
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        run_experiment(ExperimentConfig.load(path), tmp_path / "catalog.yaml", progress=False)
+    assert not (tmp_path / "res" / "results.csv").exists()  # no half-written results
+    saved = len(Catalog.load(tmp_path / "catalog.yaml").entries("features"))
+    assert saved == calls[0] > 0
+    calls.clear()
+    run_experiment(ExperimentConfig.load(path), tmp_path / "catalog.yaml", progress=False)
+    assert sum(calls) == 5 - saved  # full + 2 selectors x 2 rates, minus what the first run saved
+    assert len(Catalog.load(tmp_path / "catalog.yaml").entries("features")) == 5

@@ -126,16 +126,21 @@ class ExperimentConfig:
 
 def _features_for(store: ActivationStore, method: str, targets: list[Coreset | None], params: dict[str, Any],
                   cat: Catalog) -> list[Features]:
-    """Features per target: from the catalog when already computed, else one shared interpret call."""
+    """Features per target: from the catalog when already computed, else computed in groups that
+    share their reads and are saved as each group ends, so an interrupted run loses one group at most.
+    VEBI: one group (one pass over the store serves every target); ICE: one per selector run (its
+    rates read each class's maps once); topic: one per target (nothing is shared)."""
     found: dict[int, Features] = {}
-    todo: list[int] = []
+    groups: dict[Any, list[int]] = {}
     for i, t in enumerate(targets):
         name = cat.find("features", key=_expected_key(store, method, params, t))
         if name is not None and cat.resolve(cat.get("features", name)).exists():
             found[i] = Features.load(cat.resolve(cat.get("features", name)))
-        else:
-            todo.append(i)
-    if todo:
+            continue
+        group = ("all" if method == "vebi" else i if method == "topic" or t is None
+                 else (t.method, t.seed, t.store_key))
+        groups.setdefault(group, []).append(i)
+    for todo in groups.values():
         subs = [i for i in todo if targets[i] is not None]
         full = [i for i in todo if targets[i] is None]
         made = interpret(store, method, coresets=[targets[i] for i in subs], full=bool(full), **params)
