@@ -22,7 +22,10 @@ CatalogOpt = Annotated[Path | None, typer.Option(
     "--catalog", envvar="ACTSTORE_CATALOG",
     help="Catalog that runs register into (default: <ACTSTORE_HOME>/catalog.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON data on stdout.")]
-StoreArg = Annotated[str, typer.Argument(help="Store path or catalog name.")]
+StoreArg = Annotated[str, typer.Argument(help="Store path, fsspec URL (s3://, gs://, memory://...) or catalog name.")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    help="Run as Dask tasks on: threads, processes, synchronous, or a distributed scheduler's address "
+         "(tcp://host:8786). Default: this process's own stream.")]
 
 
 def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
@@ -228,6 +231,7 @@ def select(
     param: Annotated[list[str] | None, typer.Option(help="Selector parameter key=value, e.g. k=5, gamma_r=0.1, scores=aum.csv.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where coreset files go (default: ACTSTORE_HOME/coresets).")] = None,
     jobs: Annotated[int | None, typer.Option(help="Classes selected in parallel (default: CPU count).")] = None,
+    scheduler: SchedulerOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -238,7 +242,7 @@ def select(
     if not rates:
         raise ActstoreError("give --rate R (repeatable) or --paper-rates")
     coresets = select_many(_store_path(store, catalog), method, rates, layer=layer, seed=seed, n_jobs=jobs,
-                           progress=not as_json, **_params(param))
+                           progress=not as_json, scheduler=scheduler, **_params(param))
     rows = []
     for cs in coresets:
         name, path = save_coreset(cs, catalog, out_dir)
@@ -315,6 +319,7 @@ def interpret(
     layer: Annotated[str | None, typer.Option(help="ICE, topic: layer of the maps (default: the store's last).")] = None,
     param: Annotated[list[str] | None, typer.Option(help="Hyperparameter key=value, e.g. mu=0.001, n_components=10.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where features go (default: ACTSTORE_HOME/features).")] = None,
+    scheduler: SchedulerOpt = None,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -325,7 +330,7 @@ def interpret(
     cat = open_catalog(catalog)
     coresets = [_coreset(c, catalog) for c in coreset or []]
     results = run(_store_path(store, catalog), method, coresets=coresets, full=full or not coresets, layer=layer,
-                  **_params(param))
+                  scheduler=scheduler, **_params(param))
     rows = []
     for f in results:
         name, path = save_features(f, cat, out_dir)
@@ -338,13 +343,18 @@ def experiment(
     config: Annotated[Path, typer.Argument(help="Experiment config (YAML): models, interpreters, selectors, rates...")],
     catalog: CatalogOpt = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the report.")] = True,
+    scheduler: SchedulerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run (or resume) the grid models x interpreters x selectors x rates x seeds; write results.csv."""
     from .evaluate.experiment import ExperimentConfig, run_experiment
     from .report import write_report
 
-    results = run_experiment(ExperimentConfig.load(config), catalog, progress=not as_json)
+    cfg = ExperimentConfig.load(config)
+    if scheduler is not None:
+        cfg.scheduler = scheduler
+        cfg.check()
+    results = run_experiment(cfg, catalog, progress=not as_json)
     page = write_report(results) if report else None
     _emit({"results": str(results), "report": str(page) if page else None}, as_json,
           f"results: {results}" + (f"\nreport:  {page}" if page else ""))

@@ -13,6 +13,7 @@ import numpy as np
 from ..catalog import Catalog, open_catalog
 from ..config import home
 from ..errors import StoreError
+from ..scheduler import check_scheduler, dask_compute
 from ..store.reader import ActivationStore, open_store
 from .artifact import Coreset
 from .base import SelectionError, check_params, check_rate, class_budget, get_selector
@@ -64,13 +65,16 @@ def select_many(
     seed: int = 0,
     n_jobs: int | None = None,
     progress: bool = False,
+    scheduler: str | None = None,
     **params: Any,
 ) -> list[Coreset]:
     """One coreset per rate from a single pass over the store, class by class.
 
     Reads ``layers/<layer>/pooled`` (default: the store's last layer) one class at a time, on up
     to ``n_jobs`` threads (default: CPU count), so memory holds a few classes, never the layer.
+    With ``scheduler`` (see :mod:`actstore.scheduler`) the classes are split into Dask tasks instead.
     """
+    scheduler = check_scheduler(scheduler)
     st = _as_store(store)
     selector = get_selector(method)
     scores_arg = params.pop("scores", None)
@@ -96,35 +100,26 @@ def select_many(
         except StoreError:
             raise StoreError(f"{st.path}: layer '{used_layer}' has no pooled array to select on") from None
 
-    def one_class(c: int, X: np.ndarray | None) -> list[np.ndarray]:
-        rows = st.class_rows(c)
-        n = rows.stop - rows.start
-        if n == 0:
-            return [np.empty(0, np.int64) for _ in rates]
-        if X is None:
-            X = np.empty((n, 0))
-        elif not np.isfinite(X).all():
-            bad = rows.start + int(np.argwhere(~np.isfinite(X))[0][0])
-            raise SelectionError(f"{st.path}: layers/{used_layer}/pooled holds NaN or Inf (class "
-                                 f"'{st.classes[c]}', row {bad}); re-extract the store")
-        extra = {"scores": scores[rows]} if scores is not None else {}
-        budgets = [class_budget(n, r) for r in rates]
-        local = selector.per_class(X, budgets, rates=list(rates), seed=seed, label=c, **extra, **params)
-        return [st.sample_ids[rows][idx] for idx in local]
-
-    workers = n_jobs or os.cpu_count() or 1
-    results: dict[int, list[np.ndarray]] = {}
-    with _bar(progress, len(st.classes), f"select {method}") as advance, ThreadPoolExecutor(workers) as pool:
-        in_flight: dict[int, Any] = {}
-        for c, X in iter_classes(pooled, st.class_offsets):
-            in_flight[c] = pool.submit(one_class, c, X)
-            while len(in_flight) > 2 * workers:  # bounded: memory holds a few classes, never the layer
-                done = min(in_flight)
-                results[done] = in_flight.pop(done).result()
+    if scheduler is None:
+        workers = n_jobs or os.cpu_count() or 1
+        results: dict[int, list[np.ndarray]] = {}
+        with _bar(progress, len(st.classes), f"select {method}") as advance, ThreadPoolExecutor(workers) as pool:
+            in_flight: dict[int, Any] = {}
+            for c, X in iter_classes(pooled, st.class_offsets):
+                in_flight[c] = pool.submit(_select_class, st, method, c, X, rates, seed, scores, params, used_layer)
+                while len(in_flight) > 2 * workers:  # bounded: memory holds a few classes, never the layer
+                    done = min(in_flight)
+                    results[done] = in_flight.pop(done).result()
+                    advance()
+            for c in sorted(in_flight):
+                results[c] = in_flight.pop(c).result()
                 advance()
-        for c in sorted(in_flight):
-            results[c] = in_flight.pop(c).result()
-            advance()
+    else:
+        groups = class_groups(st.class_offsets, pooled)
+        calls = [(str(st.path), method, c0, c1, rates, seed,
+                  None if scores is None else scores[st.class_offsets[c0]:st.class_offsets[c1]], params, used_layer)
+                 for c0, c1 in groups]
+        results = {c: ids for part in dask_compute(_select_classes, calls, scheduler) for c, ids in part.items()}
     classes = range(len(st.classes))
     used_params = {k: (str(v) if isinstance(v, (np.ndarray, Path)) else v) for k, v in params.items()}
     if scores_arg is not None:
@@ -133,6 +128,58 @@ def select_many(
                     rate=rate, seed=seed, layer=used_layer, fingerprint=st.fingerprint, store_key=st.key,
                     store_path=str(st.path), classes=st.classes)
             for i, rate in enumerate(rates)]
+
+
+def _select_class(st: ActivationStore, method: str, c: int, X: np.ndarray | None, rates: list[float], seed: int,
+                  scores: np.ndarray | None, params: dict[str, Any], layer: str | None,
+                  offset: int | None = None) -> list[np.ndarray]:
+    """Class ``c``'s kept sample ids for each rate. ``scores``: per row of the store, or of the rows
+    from ``offset`` on."""
+    rows = st.class_rows(c)
+    n = rows.stop - rows.start
+    if n == 0:
+        return [np.empty(0, np.int64) for _ in rates]
+    if X is None:
+        X = np.empty((n, 0))
+    elif not np.isfinite(X).all():
+        bad = rows.start + int(np.argwhere(~np.isfinite(X))[0][0])
+        raise SelectionError(f"{st.path}: layers/{layer}/pooled holds NaN or Inf (class "
+                             f"'{st.classes[c]}', row {bad}); re-extract the store")
+    shift = offset or 0
+    extra = {"scores": scores[rows.start - shift:rows.stop - shift]} if scores is not None else {}
+    budgets = [class_budget(n, r) for r in rates]
+    local = get_selector(method).per_class(X, budgets, rates=list(rates), seed=seed, label=c, **extra, **params)
+    return [st.sample_ids[rows][idx] for idx in local]
+
+
+def _select_classes(path: str, method: str, c0: int, c1: int, rates: list[float], seed: int,
+                    scores: np.ndarray | None, params: dict[str, Any], layer: str | None) -> dict[int, list[np.ndarray]]:
+    """One Dask task: classes ``c0 <= c < c1``, their rows read in one slice of the store at ``path``."""
+    st = open_store(path)
+    lo, hi = int(st.class_offsets[c0]), int(st.class_offsets[c1])
+    block = np.asarray(st.array(f"layers/{layer}/pooled")[lo:hi]) if layer is not None else None
+    out = {}
+    for c in range(c0, c1):
+        a, b = int(st.class_offsets[c]) - lo, int(st.class_offsets[c + 1]) - lo
+        out[c] = _select_class(st, method, c, None if block is None else block[a:b], rates, seed, scores, params,
+                               layer, offset=lo)
+    return out
+
+
+def class_groups(offsets: np.ndarray, array: Any, max_bytes: int = 64 * 2**20, min_tasks: int = 16
+                 ) -> list[tuple[int, int]]:
+    """Contiguous class ranges ``[c0, c1)`` for Dask tasks: about ``max_bytes`` of ``array`` rows each
+    (fewer when that leaves under ``min_tasks`` tasks), never splitting a class."""
+    n_classes = len(offsets) - 1
+    row_bytes = 8 if array is None else max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize)
+    total = int(offsets[-1]) * row_bytes
+    target = max(1, min(max_bytes, total // min_tasks))
+    groups, c0 = [], 0
+    for c in range(n_classes):
+        if (int(offsets[c + 1]) - int(offsets[c0])) * row_bytes >= target or c == n_classes - 1:
+            groups.append((c0, c + 1))
+            c0 = c + 1
+    return groups
 
 
 def iter_classes(array: Any, offsets: np.ndarray, min_bytes: int = 16 * 2**20) -> Any:
@@ -166,9 +213,9 @@ def iter_classes(array: Any, offsets: np.ndarray, min_bytes: int = 16 * 2**20) -
 
 
 def select(store: ActivationStore | str | os.PathLike[str], method: str, rate: float, layer: str | None = None,
-           seed: int = 0, **params: Any) -> Coreset:
+           seed: int = 0, scheduler: str | None = None, **params: Any) -> Coreset:
     """The coreset ``method`` keeps at ``rate`` on ``store`` (see :func:`select_many`)."""
-    return select_many(store, method, [rate], layer=layer, seed=seed, **params)[0]
+    return select_many(store, method, [rate], layer=layer, seed=seed, scheduler=scheduler, **params)[0]
 
 
 def save_coreset(coreset: Coreset, catalog: Catalog | str | os.PathLike[str] | None = None,

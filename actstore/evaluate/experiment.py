@@ -30,6 +30,7 @@ from ..extract.extractor import extract
 from ..extract.heads import model_head
 from ..extract.models import layer_names, layer_node, list_models, load_model
 from ..interpret.features import Features
+from ..scheduler import check_scheduler
 from ..interpret.run import METHODS, interpret, save_features, store_model
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
@@ -69,6 +70,7 @@ class ExperimentConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     vebi_maps: str = "store"  # "store": the val store holds every ReLU layer; "hooks": computed by forward hooks
     heatmaps: dict[str, Any] | bool = True  # paper §4.7 grids; a mapping overrides HEATMAP_DEFAULTS
+    scheduler: str | None = None  # Dask scheduler of selection, ICE and VEBI (see actstore.scheduler)
     out: str = "results"
 
     @classmethod
@@ -120,12 +122,16 @@ class ExperimentConfig:
         elif not isinstance(self.heatmaps, bool):
             raise ConfigError("heatmaps must be true, false or a mapping of "
                               f"{', '.join(HEATMAP_DEFAULTS)}")
+        try:
+            check_scheduler(self.scheduler)
+        except ActstoreError as exc:
+            raise ConfigError(f"{exc} (in the config)") from None
         if self.vebi_maps not in ("store", "hooks"):
             raise ConfigError(f"vebi_maps must be 'store' or 'hooks', not '{self.vebi_maps}'")
 
 
 def _features_for(store: ActivationStore, method: str, targets: list[Coreset | None], params: dict[str, Any],
-                  cat: Catalog) -> list[Features]:
+                  cat: Catalog, scheduler: str | None = None) -> list[Features]:
     """Features per target: from the catalog when already computed, else computed in groups that
     share their reads and are saved as each group ends, so an interrupted run loses one group at most.
     VEBI: one group (one pass over the store serves every target); ICE: one per selector run (its
@@ -143,7 +149,8 @@ def _features_for(store: ActivationStore, method: str, targets: list[Coreset | N
     for todo in groups.values():
         subs = [i for i in todo if targets[i] is not None]
         full = [i for i in todo if targets[i] is None]
-        made = interpret(store, method, coresets=[targets[i] for i in subs], full=bool(full), **params)
+        made = interpret(store, method, coresets=[targets[i] for i in subs], full=bool(full), scheduler=scheduler,
+                         **params)
         for i, f in zip(subs + full, made, strict=True):  # interpret returns the coresets, then the full data
             save_features(f, cat)
             found[i] = f
@@ -259,7 +266,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
     for model in cfg.models:
         for method in cfg.selectors:
             for seed in cfg.seeds:
-                for cs in select_many(stores[model]["train"], method, cfg.rates, seed=seed):
+                for cs in select_many(stores[model]["train"], method, cfg.rates, seed=seed, scheduler=cfg.scheduler):
                     save_coreset(cs, cat)
                     for target in cfg.models:
                         transfers = cfg.transfer is True or (isinstance(cfg.transfer, list) and method in cfg.transfer)
@@ -271,7 +278,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
     expected = {f"{m}/{method}": [_expected_key(stores[m]["train"], method, cfg.params.get(method, {}), t)
                                   for t in [None, *[cs for _, cs in coresets[m]]]]
                 for m in cfg.models for method in cfg.interpreters}
-    results_key = provenance_key({"config": {k: v for k, v in cfg.__dict__.items() if k != "out"},
+    results_key = provenance_key({"config": {k: v for k, v in cfg.__dict__.items() if k not in ("out", "scheduler")},
                                   "stores": {m: [s.key for s in v.values()] for m, v in stores.items()},
                                   "features": expected})
     done_before = out / "provenance.json"
@@ -292,7 +299,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
         unit_layer = layer_node(layer_names(loaded.module), layer)  # the ReLU call the head layer is
         for method in cfg.interpreters:
             targets: list[Coreset | None] = [None, *[cs for _, cs in coresets[model]]]
-            feats = _features_for(train, method, targets, cfg.params.get(method, {}), cat)
+            feats = _features_for(train, method, targets, cfg.params.get(method, {}), cat, cfg.scheduler)
             full = feats[0]
             labelled = [("full", None), *coresets[model]]
             per_target: list[list[dict[str, Any]]] = [[] for _ in labelled]

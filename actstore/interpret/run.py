@@ -20,6 +20,7 @@ from ..catalog import Catalog, open_catalog
 from ..config import home
 from ..coresets.artifact import Coreset
 from ..resources import measured
+from ..scheduler import check_scheduler, dask_compute
 from ..store.reader import ActivationStore, open_store
 from .features import Features
 from .ice import ICE
@@ -39,8 +40,9 @@ _PARAMS: dict[str, dict[str, Any]] = {
 Target = Coreset | None  # None: the full data
 
 
-def _read_ahead(arrays: list[Any], step: int, n: int) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """Yield (start, [array[start:start+step] for each]) sequentially, reading one block ahead.
+def _read_ahead(arrays: list[Any], step: int, n: int, first: int = 0) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Yield (start, [array[start:min(n, start+step)] for each]) for start from ``first`` up to ``n``,
+    sequentially, reading one block ahead.
     If the consumer stops early (an error), the reader thread is told to stop and is not left blocked."""
     q: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -55,10 +57,10 @@ def _read_ahead(arrays: list[Any], step: int, n: int) -> Iterator[tuple[int, lis
 
     def reader() -> None:
         try:
-            for start in range(0, n, step):
+            for start in range(first, n, step):
                 if stop.is_set():
                     return
-                put((start, [np.asarray(a[start:start + step]) for a in arrays]))
+                put((start, [np.asarray(a[start:min(n, start + step)]) for a in arrays]))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             put(exc)
         put(None)
@@ -76,35 +78,64 @@ def _read_ahead(arrays: list[Any], step: int, n: int) -> Iterator[tuple[int, lis
 
 
 def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "predicted",
-               block_rows: int | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], dict[str, Any]]:
-    """One sequential pass over ``units/energy`` (and logits): per target (G, b, n) in float64.
+               block_rows: int | None = None, scheduler: str | None = None
+               ) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], dict[str, Any]]:
+    """One pass over ``units/energy`` (and logits): per target (G, b, n) in float64.
 
-    The pass is a plain stream with read-ahead rather than a Dask tree reduction: each partial
-    Gram is P x P (0.12 GB for ResNet18, 4 GB for ResNet50), and a tree would hold several.
+    Without ``scheduler`` the pass is one sequential stream with read-ahead: each partial Gram is
+    P x P (0.12 GB for ResNet18, 4 GB for ResNet50), and a reduction tree would hold several. With
+    a scheduler, row ranges of whole chunks become Dask tasks whose partial sums are added in a tree.
     """
     if labels not in ("predicted", "true"):
         raise InterpretError(f"labels must be 'predicted' or 'true', not '{labels}'")
     energy = store.array("units/energy")
-    logits = store.array("samples/logits")
     n, p = energy.shape
-    k = logits.shape[1] if labels == "predicted" else len(store.classes)
-    masks = []
-    for t in targets:
-        m = np.zeros(n, bool)
-        m[t.rows(store) if t is not None else slice(None)] = True
-        masks.append(m)
-    acc = [(np.zeros((p, p)), np.zeros((p, k)), 0) for _ in targets]
+    rows = [np.sort(t.rows(store)) if t is not None else None for t in targets]
     step = block_rows or max(energy.chunks[0], (64 * 2**20) // (8 * p) // energy.chunks[0] * energy.chunks[0])
+    if scheduler is None:
+        return _vebi_range(store, rows, labels, step, 0, n)
+    chunk = energy.chunks[0]
+    per_task = chunk * max(1, -(-n // chunk) // 16)  # about 16 tasks of whole chunks
+    calls = [(str(store.path), rows, labels, step, lo, min(n, lo + per_task)) for lo in range(0, n, per_task)]
+    return dask_compute(_vebi_range, calls, scheduler, combine=_add_stats)[0]
+
+
+def _add_stats(a: tuple[list[Any], dict[str, Any]], b: tuple[list[Any], dict[str, Any]]
+               ) -> tuple[list[Any], dict[str, Any]]:
+    """Two partial VEBI passes added (the Dask reduction); the first one's arrays are reused."""
+    acc = [(Ga + Gb, ba + bb, na + nb) for (Ga, ba, na), (Gb, bb, nb) in zip(a[0], b[0], strict=True)]
+    stats = {k: (a[1][k] + b[1][k] if k != "target_seconds" else
+                 [x + y for x, y in zip(a[1][k], b[1][k], strict=True)]) for k in a[1]}
+    return acc, stats
+
+
+def _vebi_range(store: ActivationStore | str, rows: list[np.ndarray | None], labels: str, step: int,
+                lo: int, hi: int) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], dict[str, Any]]:
+    """(G, b, n) per target over store rows ``lo <= i < hi``; ``rows``: each target's sorted rows (None: all)."""
+    st = store if isinstance(store, ActivationStore) else open_store(store)
+    energy = st.array("units/energy")
+    logits = st.array("samples/logits")
+    p = energy.shape[1]
+    k = logits.shape[1] if labels == "predicted" else len(st.classes)
+    masks = []
+    for r in rows:
+        m = np.zeros(hi - lo, bool)
+        if r is None:
+            m[:] = True
+        else:
+            m[r[np.searchsorted(r, lo):np.searchsorted(r, hi)] - lo] = True
+        masks.append(m)
+    acc = [(np.zeros((p, p)), np.zeros((p, k)), 0) for _ in rows]
     t0, gemm = time.perf_counter(), 0.0
     nbytes = 0
-    per_target_seconds = [0.0] * len(targets)
-    for start, (e, lg) in _read_ahead([energy, logits], step, n):
+    per_target_seconds = [0.0] * len(rows)
+    for start, (e, lg) in _read_ahead([energy, logits], step, hi, lo):
         if not np.isfinite(e).all():
-            raise InterpretError(f"{store.path}: units/energy holds NaN or Inf near row {start}")
+            raise InterpretError(f"{st.path}: units/energy holds NaN or Inf near row {start}")
         nbytes += e.nbytes + lg.nbytes
-        y = lg.argmax(axis=1) if labels == "predicted" else store.labels[start:start + len(e)]
+        y = lg.argmax(axis=1) if labels == "predicted" else st.labels[start:start + len(e)]
         for i, m in enumerate(masks):
-            sel = m[start:start + len(e)]
+            sel = m[start - lo:start - lo + len(e)]
             if not sel.any():
                 continue
             X = e[sel].astype(np.float64)
@@ -124,11 +155,11 @@ def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "pre
 
 
 def fit_vebi(store: ActivationStore, targets: list[Target], mu: float = DEFAULT_MU, labels: str = "predicted",
-             block_rows: int | None = None) -> list[Features]:
+             block_rows: int | None = None, scheduler: str | None = None) -> list[Features]:
     """VEBI R for each target from one pass over the store."""
     if not np.isfinite(mu) or mu <= 0:
         raise InterpretError(f"mu must be > 0, got {mu}")
-    accs, stats = vebi_stats(store, targets, labels, block_rows)
+    accs, stats = vebi_stats(store, targets, labels, block_rows, scheduler)
     table = store.unit_table
     row_bytes = 4 * (store.array("units/energy").shape[1] + store.array("samples/logits").shape[1])
     out = []
@@ -179,51 +210,81 @@ def _spatial_maps(store: ActivationStore, layer: str | None, who: str) -> tuple[
     return layer, arr
 
 
-def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = None, **params: Any
-            ) -> list[Features]:
-    """ICE R (per class components) for each target; a class's maps are read once for all targets."""
+def fit_ice(store: ActivationStore, targets: list[Target], layer: str | None = None, scheduler: str | None = None,
+            **params: Any) -> list[Features]:
+    """ICE R (per class components) for each target; a class's maps are read once for all targets.
+    With ``scheduler``, groups of classes are Dask tasks."""
     layer, arr = _spatial_maps(store, layer, "ICE")
     memory_limit = int(params.pop("memory_limit"))
     ice_params = {k: params[k] for k in ("n_components", "max_iter", "tol", "random_state")}
     _, h, w, d = arr.shape
-    row_bytes = h * w * d * 4
-    comps = [np.zeros((len(store.classes), ice_params["n_components"], d), np.float32) for _ in targets]
-    errs = [np.full(len(store.classes), np.nan) for _ in targets]
-    iters = [np.zeros(len(store.classes), np.int64) for _ in targets]
+    n_classes = len(store.classes)
+    comps = [np.zeros((n_classes, ice_params["n_components"], d), np.float32) for _ in targets]
+    errs = [np.full(n_classes, np.nan) for _ in targets]
+    iters = [np.zeros(n_classes, np.int64) for _ in targets]
     spent = [0.0] * len(targets)
     n_rows = [0] * len(targets)
     t0 = time.perf_counter()
-    for c in range(len(store.classes)):
-        per_target = [t.class_rows(store, c) if t is not None else np.arange(store.class_rows(c).start,
-                                                                          store.class_rows(c).stop)
-                      for t in targets]
-        union = np.unique(np.concatenate(per_target)) if per_target else np.empty(0, np.int64)
-        if union.size == 0:
-            continue
-        shared = np.asarray(arr.oindex[union], np.float32) if union.size * row_bytes <= memory_limit else None
-        for i, rows in enumerate(per_target):
-            if rows.size * h * w < ice_params["n_components"]:
-                raise InterpretError(f"class '{store.classes[c]}' has {rows.size} rows ({rows.size * h * w} "
-                                     f"positions) in this selection, fewer than n_components="
-                                     f"{ice_params['n_components']}")
-            model = ICE(**ice_params, memory_limit=memory_limit)
-            f0 = time.perf_counter()
-            if shared is not None:
-                model.fit(shared[np.searchsorted(union, rows)])
-            else:
-                per_block = max(1, (64 * 2**20) // row_bytes)
-                model.fit_blocks(_class_blocks(arr, rows, d, per_block), rows.size * h * w, d)
-            spent[i] += time.perf_counter() - f0
-            n_rows[i] += rows.size
-            comps[i][c] = model.components_
-            errs[i][c] = model.reconstruction_err_
-            iters[i][c] = model.n_iter_
+    per_class = [[t.class_rows(store, c) if t is not None else np.arange(store.class_rows(c).start,
+                                                                       store.class_rows(c).stop)
+                  for t in targets] for c in range(n_classes)]
+    if scheduler is None:
+        results = [(c, _ice_class(store, arr, c, per_class[c], ice_params, memory_limit)) for c in range(n_classes)]
+    else:
+        from ..coresets.select import class_groups
+
+        calls = [(str(store.path), layer, c0, c1, per_class[c0:c1], ice_params, memory_limit)
+                 for c0, c1 in class_groups(store.class_offsets, arr)]
+        results = [item for part in dask_compute(_ice_classes, calls, scheduler) for item in part]
+    for c, fitted in results:
+        for i, fit in enumerate(fitted):
+            if fit is None:
+                continue
+            comps[i][c], errs[i][c], iters[i][c] = fit["components"], fit["err"], fit["n_iter"]
+            spent[i] += fit["seconds"]
+            n_rows[i] += fit["rows"]
     seconds = time.perf_counter() - t0
     return [_features(store, "ice", recorded_params("ice", ice_params), t, layer,
                       {"components": comps[i], "reconstruction_err": errs[i], "n_iter": iters[i]},
                       {"seconds": seconds, "memory_limit": memory_limit,
                        "cost": {"fit_seconds": spent[i], "bytes_read": n_rows[i] * h * w * d * arr.dtype.itemsize}})
             for i, t in enumerate(targets)]
+
+
+def _ice_class(store: ActivationStore, arr: Any, c: int, per_target: list[np.ndarray], ice_params: dict[str, Any],
+               memory_limit: int) -> list[dict[str, Any] | None]:
+    """Class ``c``'s ICE fit for each target's rows (None where a target has none); the union of
+    the rows is read once when it fits in ``memory_limit``, else each fit streams its rows."""
+    _, h, w, d = arr.shape
+    row_bytes = h * w * d * 4
+    union = np.unique(np.concatenate(per_target)) if per_target else np.empty(0, np.int64)
+    if union.size == 0:
+        return [None for _ in per_target]
+    shared = np.asarray(arr.oindex[union], np.float32) if union.size * row_bytes <= memory_limit else None
+    out: list[dict[str, Any] | None] = []
+    for rows in per_target:
+        if rows.size * h * w < ice_params["n_components"]:
+            raise InterpretError(f"class '{store.classes[c]}' has {rows.size} rows ({rows.size * h * w} "
+                                 f"positions) in this selection, fewer than n_components="
+                                 f"{ice_params['n_components']}")
+        model = ICE(**ice_params, memory_limit=memory_limit)
+        f0 = time.perf_counter()
+        if shared is not None:
+            model.fit(shared[np.searchsorted(union, rows)])
+        else:
+            per_block = max(1, (64 * 2**20) // row_bytes)
+            model.fit_blocks(_class_blocks(arr, rows, d, per_block), rows.size * h * w, d)
+        out.append({"components": model.components_, "err": model.reconstruction_err_, "n_iter": model.n_iter_,
+                    "seconds": time.perf_counter() - f0, "rows": int(rows.size)})
+    return out
+
+
+def _ice_classes(path: str, layer: str, c0: int, c1: int, per_class: list[list[np.ndarray]],
+                 ice_params: dict[str, Any], memory_limit: int) -> list[tuple[int, list[dict[str, Any] | None]]]:
+    """One Dask task: ICE for classes ``c0 <= c < c1`` of the store at ``path``."""
+    st = open_store(path)
+    arr = st.array(f"layers/{layer}/maps")
+    return [(c, _ice_class(st, arr, c, per_class[c - c0], ice_params, memory_limit)) for c in range(c0, c1)]
 
 
 def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size: int, buffer_rows: int,
@@ -331,11 +392,13 @@ def save_features(features: Features, catalog: Catalog | str | os.PathLike[str] 
 
 def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
               coresets: list[Coreset | str | os.PathLike[str]] | None = None, full: bool | None = None,
-              layer: str | None = None, **params: Any) -> list[Features]:
+              layer: str | None = None, scheduler: str | None = None, **params: Any) -> list[Features]:
     """Run ``method`` ("ice", "vebi" or "topic") on ``store``: on each coreset's rows, and on all rows when
     ``full`` (the default when no coreset is given). Returns one Features per target, in order.
-    Each records its cost in ``meta["cost"]``: its own fit time and the bytes its rows take, and the
+    ``scheduler``: where ICE's classes and VEBI's pass run as Dask tasks (:mod:`actstore.scheduler`);
+    the topic model trains in this process. Each records its cost in ``meta["cost"]``: its own fit time and the bytes its rows take, and the
     call's peak memory and wall time (shared: targets of one call share one pass over the store)."""
+    scheduler = check_scheduler(scheduler)
     st = store if isinstance(store, ActivationStore) else open_store(store)
     if method not in _PARAMS:
         raise InterpretError(f"unknown interpretation method '{method}'; known: {', '.join(METHODS)}")
@@ -351,11 +414,11 @@ def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
     with measured() as call:
         if method == "vebi":
             out = fit_vebi(st, targets, mu=float(merged["mu"]), labels=merged["labels"],
-                           block_rows=merged["block_rows"])
+                           block_rows=merged["block_rows"], scheduler=scheduler)
         elif method == "topic":
             out = fit_topic(st, targets, layer, **merged)
         else:
-            out = fit_ice(st, targets, layer, **merged)
+            out = fit_ice(st, targets, layer, scheduler=scheduler, **merged)
     for f in out:  # the call's peak memory and wall time are shared by its targets
         f.meta["cost"] = {**f.meta.get("cost", {}), "peak_rss_MB": call["peak_rss_MB"],
                           "call_seconds": call["seconds"], "call_targets": len(out)}
