@@ -11,7 +11,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "extract": "actstore.extract.extractor",
+    "extract": "actstore.extract",  # a callable package: actstore.extract(...) runs an extraction
     "ExtractResult": "actstore.extract.extractor",
     "load_model": "actstore.extract.models",
     "list_models": "actstore.extract.models",
@@ -24,7 +24,7 @@ _EXPORTS = {
     "select_many": "actstore.coresets.select",
     "save_coreset": "actstore.coresets.select",
     "Coreset": "actstore.coresets.artifact",
-    "interpret": "actstore.interpret.run",
+    "interpret": "actstore.interpret",  # a callable package, like extract
     "save_features": "actstore.interpret.run",
     "Features": "actstore.interpret.features",
     "ICE": "actstore.interpret.ice",
@@ -35,13 +35,15 @@ _EXPORTS = {
     "errors": "actstore.errors",
 }
 
+_MODULES = {"errors", "extract", "interpret"}  # the name is the module itself, never a function shadowing it
+
 __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         module = import_module(_EXPORTS[name])
-        value = module if name == "errors" else getattr(module, name)
+        value = module if name in _MODULES else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'actstore' has no attribute {name!r}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,16 @@ import yaml
 
 from .config import default_catalog_path, repo_catalog_path
 from .errors import CatalogError
+from .location import (
+    Location,
+    exists,
+    is_url,
+    join,
+    location,
+    parent,
+    read_text,
+    write_text,
+)
 
 __all__ = ["Catalog", "ARTIFACT_KINDS", "KINDS", "open_catalog", "lookup"]
 
@@ -98,19 +107,19 @@ def _validate_entry(kind: str, name: str, entry: Any, where: str) -> None:
 class Catalog:
     """One catalog file. Mutations are written back at once, atomically."""
 
-    path: Path
+    path: Location  # a local Path or an fsspec URL string
     data: dict[str, Any] = field(default_factory=lambda: {"version": 1, **{k: {} for k in KINDS}})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Catalog:
-        """Read and validate ``path``; a missing file is an empty catalog."""
-        path = Path(path).expanduser()
-        if not path.exists():
+        """Read and validate ``path`` (a path or fsspec URL); a missing file is an empty catalog."""
+        path = location(path)
+        if not exists(path):
             return cls(path)
-        if path.is_dir():
+        if isinstance(path, Path) and path.is_dir():
             raise CatalogError(f"{path}: is a directory; give the path of a catalog .yaml file")
         try:
-            raw = yaml.load(path.read_text(), Loader=_Loader)  # a safe loader (libyaml's when present)
+            raw = yaml.load(read_text(path), Loader=_Loader)  # a safe loader (libyaml's when present)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -132,10 +141,12 @@ class Catalog:
             raise CatalogError(f"{self.path}: no {kind[:-1]} named '{name}' (known: {known})")
         return entries[name]
 
-    def resolve(self, entry: dict[str, Any]) -> Path:
-        """The artifact path of ``entry``, relative paths taken from the catalog's folder."""
+    def resolve(self, entry: dict[str, Any]) -> Location:
+        """The artifact's location (a path or URL), relative paths taken from the catalog's folder."""
+        if is_url(entry["path"]):
+            return location(entry["path"])
         path = Path(entry["path"]).expanduser()
-        return path if path.is_absolute() else (self.path.parent / path)
+        return path if path.is_absolute() else join(parent(self.path), path.as_posix())
 
     def find(self, kind: str, **match: Any) -> str | None:
         """The name of the first entry whose fields equal ``match``, or None."""
@@ -146,13 +157,15 @@ class Catalog:
 
     def problems(self) -> list[str]:
         """Stale entries: artifacts whose path is gone or whose recorded key no longer matches."""
-        from .store.reader import read_provenance  # local: keeps `import actstore.catalog` light
+        from .store.reader import (
+            read_provenance,  # local: keeps `import actstore.catalog` light
+        )
 
         out = []
         for kind in ARTIFACT_KINDS:
             for name, entry in self.entries(kind).items():
                 path = self.resolve(entry)
-                if not path.exists():
+                if not exists(path):
                     out.append(f"{kind}.{name}: path {path} does not exist")
                 elif kind == "stores" and entry.get("key"):
                     try:
@@ -167,6 +180,13 @@ class Catalog:
     # -- writing -----------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """Re-read, change, write back; under a file lock where the catalog is local (object stores
+        have no locks: give a remote catalog one writer at a time)."""
+        if not isinstance(self.path, Path):
+            self.data = Catalog.load(self.path).data
+            yield
+            self._save()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
         with open(lock_path, "a") as lock:
@@ -180,24 +200,17 @@ class Catalog:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _save(self) -> None:
-        text = yaml.dump(self.data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(self.path, yaml.dump(self.data, Dumper=_Dumper, sort_keys=False, default_flow_style=False))
 
     def add(self, kind: str, name: str, entry: dict[str, Any]) -> None:
         """Add or replace ``kind.name``; an artifact path under the catalog's folder is stored relative."""
         _check_kind(kind)
         entry = dict(entry)
-        if "path" in entry:
+        if "path" in entry and not is_url(str(entry["path"])):
             path = Path(entry["path"]).resolve()
-            with contextlib.suppress(ValueError):
-                path = path.relative_to(self.path.parent.resolve())
+            if isinstance(self.path, Path):
+                with contextlib.suppress(ValueError):
+                    path = path.relative_to(self.path.parent.resolve())
             entry["path"] = str(path)
         _validate_entry(kind, name, entry, str(self.path))
         with self._locked():
@@ -225,7 +238,8 @@ def lookup(kind: str, name: str, catalog: Catalog | None = None) -> dict[str, An
     """Find a dataset or model entry by name: the user catalog first, then the project's catalog.yaml."""
     sources = [catalog if catalog is not None else open_catalog()]
     repo = repo_catalog_path()
-    if repo is not None and repo != sources[0].path.resolve():
+    mine = sources[0].path
+    if repo is not None and not (isinstance(mine, Path) and repo == mine.resolve()):
         sources.append(Catalog.load(repo))
     for source in sources:
         if name in source.entries(kind):

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import ActstoreError
+from .location import Location
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Extract activations once into chunked stores; select coresets; interpret; evaluate.")
@@ -18,9 +19,9 @@ app.add_typer(catalog_app, name="catalog")
 coreset_app = typer.Typer(no_args_is_help=True, help="List, show and export coresets.")
 app.add_typer(coreset_app, name="coreset")
 
-CatalogOpt = Annotated[Path | None, typer.Option(
+CatalogOpt = Annotated[str | None, typer.Option(
     "--catalog", envvar="ACTSTORE_CATALOG",
-    help="Catalog that runs register into (default: <ACTSTORE_HOME>/catalog.yaml).")]
+    help="Catalog file or fsspec URL that runs register into (default: <ACTSTORE_HOME>/catalog.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON data on stdout.")]
 StoreArg = Annotated[str, typer.Argument(help="Store path, fsspec URL (s3://, gs://, memory://...) or catalog name.")]
 SchedulerOpt = Annotated[str | None, typer.Option(
@@ -84,7 +85,7 @@ def extract(
 
 @app.command()
 def info(
-    store: Annotated[Path | None, typer.Argument(help="A store to describe.")] = None,
+    store: Annotated[str | None, typer.Argument(help="A store (path or fsspec URL) to describe.")] = None,
     model: Annotated[str | None, typer.Option(help="Describe a model instead: its layers and shapes.")] = None,
     weights: Annotated[str | None, typer.Option(help="Weights for --model (default: random init, no loading).")] = None,
     as_json: JsonOpt = False,
@@ -105,7 +106,7 @@ def info(
 
 @app.command()
 def verify(
-    store: Annotated[Path, typer.Argument(help="The store to check.")],
+    store: Annotated[str, typer.Argument(help="The store (path or fsspec URL) to check.")],
     as_json: JsonOpt = False,
 ) -> None:
     """Check every ledger block, chunk and shape of a store; exit 2 if anything is wrong."""
@@ -195,10 +196,13 @@ def catalog_rm(
     typer.echo(f"removed {kind}.{name}" + (f" and deleted {path}" if delete and path else ""))
 
 
-def _store_path(store: str, catalog: Path | None) -> Path:
-    """A store given by path, or by its name in the catalog."""
+def _store_path(store: str, catalog: str | None) -> Location:
+    """A store given by path or URL, or by its name in the catalog."""
     from .catalog import open_catalog
+    from .location import is_url, location
 
+    if is_url(store):
+        return location(store)
     path = Path(store)
     if path.exists() or path.with_name(path.name + ".partial").exists():
         return path
@@ -250,7 +254,7 @@ def select(
     _emit(rows, as_json, "\n".join(f"{r['name']}  rate {r['rate']:g}  {r['n']} samples  {r['path']}" for r in rows))
 
 
-def _coreset(name: str, catalog: Path | None) -> Any:
+def _coreset(name: str, catalog: str | None) -> Any:
     from .catalog import open_catalog
     from .coresets.artifact import Coreset
 
@@ -325,7 +329,8 @@ def interpret(
 ) -> None:
     """Run an interpreter on a store, on coresets' rows and/or all rows; save and register its R."""
     from .catalog import open_catalog
-    from .interpret.run import interpret as run, save_features
+    from .interpret.run import interpret as run
+    from .interpret.run import save_features
 
     cat = open_catalog(catalog)
     coresets = [_coreset(c, catalog) for c in coreset or []]

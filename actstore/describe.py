@@ -9,7 +9,12 @@ from typing import Any
 __all__ = ["describe_store", "describe_model", "format_store", "format_model"]
 
 
-def _size_on_disk(path: Path) -> int:
+def _size_on_disk(path: Path | str) -> int:
+    if isinstance(path, str):  # a URL
+        from .location import fs_for
+
+        fs, root = fs_for(path)
+        return int(fs.du(root))
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 

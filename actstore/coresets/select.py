@@ -248,7 +248,13 @@ class _bar:
         if not self.enabled:
             return lambda: None
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TextColumn("classes"),
                                  TimeRemainingColumn(), console=Console(stderr=True))

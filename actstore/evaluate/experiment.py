@@ -30,12 +30,17 @@ from ..extract.extractor import extract
 from ..extract.heads import model_head
 from ..extract.models import layer_names, layer_node, list_models, load_model
 from ..interpret.features import Features
-from ..scheduler import check_scheduler
 from ..interpret.run import METHODS, interpret, save_features, store_model
+from ..scheduler import check_scheduler
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
 from .hooks import hooked_accuracy, hooked_maps, store_images
-from .protocol import class_accuracy, class_phi, interpretation_maps, vebi_units_by_layer
+from .protocol import (
+    class_accuracy,
+    class_phi,
+    interpretation_maps,
+    vebi_units_by_layer,
+)
 
 __all__ = ["ExperimentConfig", "run_experiment", "RESULT_COLUMNS"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import queue
 import re
-import threading
-import time
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +21,15 @@ from torch.utils.data import DataLoader, Sampler
 from ..catalog import Catalog, lookup, open_catalog
 from ..config import home
 from ..errors import DatasetError, StoreError, StoreExistsError
+from ..location import Location, exists, location, upload
 from ..store.reader import ActivationStore, read_provenance
-from ..store.schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
+from ..store.schema import (
+    SCHEMA_VERSION,
+    LayerSpec,
+    StoreSpec,
+    choose_block_rows,
+    provenance_key,
+)
 from ..store.writer import StoreWriter
 from .datasets import DatasetSource, collate_rows, resolve_dataset
 from .models import LoadedModel, load_model
@@ -33,7 +40,7 @@ __all__ = ["extract", "ExtractResult", "resolve_device", "package_versions"]
 
 @dataclass
 class ExtractResult:
-    path: Path
+    path: Location  # a local Path, or the URL the store was uploaded to
     name: str
     reused: bool
     resumed_blocks: int
@@ -189,10 +196,12 @@ def extract(
         "versions": package_versions(),
     }
     store_name = name or _slug(f"{loaded.name}_{source.spec.replace('imagefolder:', '')}")
-    path = Path(out) if out is not None else home() / "stores" / f"{store_name}-{key}.zarr"
+    target = location(out) if out is not None else home() / "stores" / f"{store_name}-{key}.zarr"
+    # a remote store is written locally (resumable, locked) and uploaded once complete
+    path = target if isinstance(target, Path) else home() / "staging" / f"{store_name}-{key}.zarr"
     say = _Say(progress)
 
-    reused = _reusable(path, key, overwrite, cat)
+    reused = _reusable(target, key, overwrite, cat)
     if reused is not None:
         say(f"reusing the finished store {reused} (same provenance, key {key}); nothing to compute")
         return ExtractResult(reused, _register(cat, store_name, reused, provenance), True, 0, 0)
@@ -216,9 +225,13 @@ def extract(
         started = time.perf_counter()
         _run(writer, probe.to(dev), source, spec, pending, batch_size, dev, workers, say)
         loop_seconds = time.perf_counter() - started
-        writer.finalize({"store_path": str(path)})
-    say(f"done: {path}")
-    return ExtractResult(path, _register(cat, store_name, path, provenance), False,
+        writer.finalize({"store_path": str(target)})
+    if not isinstance(target, Path):
+        say(f"uploading to {target}")
+        upload(path, target)
+        shutil.rmtree(path)
+    say(f"done: {target}")
+    return ExtractResult(target, _register(cat, store_name, target, provenance), False,
                          writer.resumed_blocks, len(pending), loop_seconds)
 
 
@@ -229,8 +242,8 @@ def _existing_parent(path: Path) -> Path:
     return p
 
 
-def _reusable(path: Path, key: str, overwrite: bool, cat: Catalog) -> Path | None:
-    if path.exists():
+def _reusable(path: Location, key: str, overwrite: bool, cat: Catalog) -> Location | None:
+    if exists(path):
         try:
             attrs = read_provenance(path)
         except StoreError:
@@ -253,7 +266,7 @@ def _reusable(path: Path, key: str, overwrite: bool, cat: Catalog) -> Path | Non
     return None
 
 
-def _register(cat: Catalog, name: str, path: Path, provenance: dict[str, Any]) -> str:
+def _register(cat: Catalog, name: str, path: Location, provenance: dict[str, Any]) -> str:
     existing = cat.entries("stores").get(name)
     if existing and existing.get("key") != provenance["key"]:
         name = f"{name}-{provenance['key'][:6]}"
@@ -371,8 +384,15 @@ class _BlockBuffer:
 
 def _progress(enabled: bool, total_rows: int) -> Any:
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     class _Rate(TextColumn):
         def render(self, task: Any) -> Any:  # images/s

@@ -6,6 +6,7 @@ class (rows), each coreset selector at one ρ next to the full data (columns).""
 from __future__ import annotations
 
 import io
+
 import numpy as np
 import torch
 

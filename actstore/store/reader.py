@@ -11,6 +11,7 @@ import numpy as np
 import zarr
 
 from ..errors import StoreCorruptError, StoreError, StoreIncompleteError
+from ..location import Location, exists, join, location, zarr_store
 from .writer import partial_path
 
 __all__ = ["ActivationStore", "open_store", "read_provenance"]
@@ -19,35 +20,39 @@ Rows = slice | np.ndarray | list[int] | None
 
 
 def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``actstore`` attributes of the store at ``path`` (provenance, status, key)."""
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
-        if (partial_path(path) / "zarr.json").is_file():
+    """The ``actstore`` attributes of the store at ``path`` (a path or fsspec URL)."""
+    loc = location(path)
+    if not exists(join(loc, "zarr.json")):
+        if isinstance(loc, Path) and (partial_path(loc) / "zarr.json").is_file():
             raise StoreIncompleteError(
-                f"{path}: extraction has not finished (progress is in {partial_path(path)}); "
+                f"{loc}: extraction has not finished (progress is in {partial_path(loc)}); "
                 "rerun the same extract command to resume it"
             )
-        raise StoreError(f"{path}: no activation store here (no zarr.json)")
+        raise StoreError(f"{loc}: no activation store here (no zarr.json)")
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(zarr_store(loc), mode="r")
     except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad metadata
-        raise StoreCorruptError(f"{path}: unreadable store metadata ({exc})") from None
+        raise StoreCorruptError(f"{loc}: unreadable store metadata ({exc})") from None
     attrs = group.attrs.get("actstore")
     if not isinstance(attrs, dict):
-        raise StoreError(f"{path}: a zarr group, but not an actstore store (no 'actstore' attributes)")
+        raise StoreError(f"{loc}: a zarr group, but not an actstore store (no 'actstore' attributes)")
     return dict(attrs)
 
 
 class ActivationStore:
-    """A finished store. Nothing here loads a whole layer: ``maps``/``pooled`` return dask arrays."""
+    """A finished store. Nothing here loads a whole layer: ``maps``/``pooled`` return dask arrays.
+    ``path`` is a local Path or an fsspec URL string (``s3://bucket/x.zarr``)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path: Location = location(path)
         self.provenance = read_provenance(self.path)
         status = self.provenance.get("status")
         if status != "complete":
             raise StoreIncompleteError(f"{self.path}: store status is '{status}', not 'complete'")
-        self.group = zarr.open_group(str(self.path), mode="r")
+        self.group = zarr.open_group(zarr_store(self.path), mode="r")
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:  # pickled by location: a worker opens the store itself
+        return open_store, (str(self.path),)
 
     def __repr__(self) -> str:
         return (f"ActivationStore({str(self.path)!r}, rows={self.n_rows}, classes={len(self.classes)}, "

@@ -9,10 +9,17 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
+from .schema import (
+    SCHEMA_VERSION,
+    LayerSpec,
+    StoreSpec,
+    choose_block_rows,
+    provenance_key,
+)
 from .writer import StoreWriter
 
 __all__ = ["write_synthetic_store"]
@@ -31,31 +38,51 @@ def write_synthetic_store(
     seed: int = 0,
     block_rows: int | None = None,
     dtype: str = "float16",
+    model: str | None = None,
+    unit_layers: list[int] | None = None,
 ) -> Path:
-    """A finished store at ``path`` with one layer ``synthetic`` of (height, width, channels) maps.
+    """A finished store at ``path`` with one layer of (height, width, channels) maps.
 
     Each class has its own non-negative mean pattern; rows are that pattern plus noise, passed
-    through a ReLU shifted so that about ``sparsity`` of the values are zero.
+    through a ReLU shifted so that about ``sparsity`` of the values are zero. ``model`` (a demo
+    model) makes the store look extracted from that model with random init: the layer is its
+    default layer with its shape, so its head (the topic model, accuracy) applies. ``unit_layers``
+    (channel counts) adds VEBI unit features: per layer, energy shares that sum to 1, class-dependent.
     """
+    layer_name = "synthetic"
+    model_prov: dict[str, Any] = {"name": "synthetic", "builder": "none", "random_init": True}
+    if model is not None:
+        from ..extract.models import load_model
+
+        loaded = load_model(model, "random", num_classes=n_logits or classes)
+        layer_name = loaded.default_layer
+        model_prov = loaded.provenance()
     n = classes * rows_per_class
     labels = np.repeat(np.arange(classes, dtype=np.int32), rows_per_class)
-    layer = LayerSpec("synthetic", height, width, channels)
+    layer = LayerSpec(layer_name, height, width, channels)
     k = n_logits or classes
+    units = [(f"synthetic.relu_{i}", int(c)) for i, c in enumerate(unit_layers or [])]
     spec = StoreSpec(sample_ids=np.arange(n, dtype=np.int64), labels=labels,
-                     class_names=[f"c{i}" for i in range(classes)], n_logits=k, layers=[layer], maps_dtype=dtype)
-    spec.block_rows = choose_block_rows(np.dtype(dtype).itemsize * height * width * channels, n, block_rows)
+                     class_names=[f"c{i}" for i in range(classes)], n_logits=k, layers=[layer], maps_dtype=dtype,
+                     unit_layers=units)
+    widest = max(np.dtype(dtype).itemsize * height * width * channels, 4 * spec.n_units)
+    spec.block_rows = choose_block_rows(widest, n, block_rows)
     fingerprint = hashlib.sha256(f"synthetic-store:{classes}:{rows_per_class}:{seed}".encode()).hexdigest()[:16]
     content = {"schema_version": SCHEMA_VERSION, "synthetic": [classes, rows_per_class, channels, height, width,
-                                                                sparsity, seed], "dtype": dtype}
+                                                                sparsity, seed, model, unit_layers], "dtype": dtype}
     provenance = {
-        "key": provenance_key(content), "model": {"name": "synthetic", "builder": "none", "random_init": True},
-        "layers": {layer.name: list(layer.shape)}, "n_logits": k, "units": None,
+        "key": provenance_key(content), "model": model_prov,
+        "layers": {layer.name: list(layer.shape)}, "n_logits": k,
+        "units": {"n_units": spec.n_units, "scope": "synthetic", "feature": "channel energy / layer energy",
+                  "layers": [[u, c] for u, c in units]} if units else None,
         "preprocessing": {"synthetic": content["synthetic"]},
         "dataset": {"spec": f"synthetic-store:{classes}x{rows_per_class}", "name": "synthetic",
                     "fingerprint": fingerprint, "n_rows": n, "classes": classes},
         "dtype": dtype, "batch_size": spec.block_rows, "versions": {},
     }
     means = np.random.default_rng(seed).gamma(2.0, 1.0, size=(classes, channels)).astype(np.float32)
+    unit_means = np.random.default_rng(seed + 2).gamma(1.0, 1.0, size=(classes, spec.n_units)).astype(np.float32)
+    bounds = np.cumsum([0, *(c for _, c in units)])
     shift = float(np.quantile(np.random.default_rng(seed + 1).standard_normal(10_000), sparsity))
     with StoreWriter(path, spec, provenance) as writer:
         for block in writer.pending_blocks():
@@ -67,7 +94,12 @@ def write_synthetic_store(
             logits = rng.standard_normal((m, k), dtype=np.float32)
             logits[np.arange(m), labels[rows] % k] += 3.0
             maps16 = maps.astype(dtype)
+            energy = None
+            if units:
+                energy = unit_means[labels[rows]] * rng.gamma(2.0, 0.5, size=(m, spec.n_units)).astype(np.float32)
+                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+                    energy[:, lo:hi] /= energy[:, lo:hi].sum(axis=1, keepdims=True)
             writer.write_block(block, logits=logits, maps={layer.name: maps16},
-                               pooled={layer.name: maps16.astype(np.float32).mean(axis=(1, 2))})
+                               pooled={layer.name: maps16.astype(np.float32).mean(axis=(1, 2))}, energy=energy)
         writer.finalize()
     return Path(path)

@@ -11,6 +11,7 @@ import zarr
 from zarr.core.sync import sync
 
 from ..errors import ActstoreError
+from ..location import location, zarr_store
 from .reader import read_provenance
 from .writer import partial_path
 
@@ -49,8 +50,10 @@ def _expected(attrs: dict) -> dict[str, tuple[tuple[int, ...], str]]:
 
 def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
     """Verify the store at ``path`` (a finished store, or an unfinished ``PATH.partial``)."""
-    path = Path(path)
-    target = path if (path / "zarr.json").exists() or not partial_path(path).exists() else partial_path(path)
+    path = location(path)
+    target = path
+    if isinstance(path, Path) and not (path / "zarr.json").exists() and partial_path(path).exists():
+        target = partial_path(path)
     report = VerifyReport(str(target))
     try:
         attrs = read_provenance(target) if target == path else dict(
@@ -58,7 +61,7 @@ def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
     except ActstoreError as exc:
         report.problems.append(str(exc))
         return report
-    group = zarr.open_group(str(target), mode="r")
+    group = zarr.open_group(zarr_store(target) if target == path else str(target), mode="r")
     if attrs.get("status") != "complete":
         report.problems.append(f"status is '{attrs.get('status')}', not 'complete'")
     try:
