@@ -117,24 +117,27 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     try:
-        from actstore.store.synthetic import write_synthetic_store
+        print(json.dumps({"benchmark": "evaluate", **phi_vs_netrep(tmp, args.rows, args.d),
+                          "accuracy_pass": accuracy_pass(tmp, args.accuracy_rows)}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-        store = write_synthetic_store(tmp / "z.zarr", classes=100, rows_per_class=args.rows // 100,
-                                      channels=args.d)
-        fill = {"here": str(HERE), "store": str(store), "d": args.d, "tests": str(HERE.parent / "tests")}
-        ours = child(OURS.format(**fill))
-        ref = child(NETREP.format(**fill))
-        print(json.dumps({
-            "benchmark": "evaluate", "rows": args.rows, "d": args.d, "alpha": 0.5,
+
+def phi_vs_netrep(tmp: Path, rows: int, d: int) -> dict:
+    """Φ streamed from a store of ``rows`` x ``d`` against netrep's algorithm in memory, each in its own process."""
+    from actstore.store.synthetic import write_synthetic_store
+
+    store = write_synthetic_store(tmp / "z.zarr", classes=100, rows_per_class=rows // 100, channels=d)
+    fill = {"here": str(HERE), "store": str(store), "d": d, "tests": str(HERE.parent / "tests")}
+    ours = child(OURS.format(**fill))
+    ref = child(NETREP.format(**fill))
+    return {"rows": rows, "d": d, "alpha": 0.5,
             "ours_seconds_3_alphas": round(ours["seconds"], 2), "ours_peak_rss_MB": round(ours["peak_rss_MB"], 1),
             "netrep_inmemory_seconds_1_alpha": round(ref["seconds"], 2),
             "netrep_inmemory_peak_rss_MB": round(ref["peak_rss_MB"], 1),
             "speedup": round(ref["seconds"] / ours["seconds"], 2),
             "theta_ours": ours["theta"], "theta_netrep": ref["theta"],
-            "abs_difference": abs(ours["theta"] - ref["theta"]), "thetas_ours": ours["thetas"],
-            "accuracy_pass": accuracy_pass(tmp, args.accuracy_rows)}))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            "abs_difference": abs(ours["theta"] - ref["theta"]), "thetas_ours": ours["thetas"]}
 
 
 if __name__ == "__main__":
