@@ -25,6 +25,7 @@ from ..catalog import Catalog, open_catalog
 from ..coresets.artifact import Coreset
 from ..coresets.base import get_selector
 from ..coresets.select import PAPER_RATES, save_coreset, select_many
+from ..device import resolve_device
 from ..errors import ActstoreError
 from ..extract.extractor import extract
 from ..extract.heads import model_head
@@ -299,6 +300,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
     for model in cfg.models:
         train, val = stores[model]["train"], stores[model]["val"]
         loaded = store_model(val)
+        loaded.module.to(resolve_device("auto"))  # heads and hooks run where the model is
         layer = val.layers[0]
         head = model_head(loaded, layer)
         unit_layer = layer_node(layer_names(loaded.module), layer)  # the ReLU call the head layer is

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..catalog import Catalog, lookup, open_catalog
+from ..device import resolve_device
 from ..config import home
 from ..errors import DatasetError, StoreError, StoreExistsError
 from ..location import Location, exists, location, upload
@@ -50,14 +51,6 @@ class ExtractResult:
     @property
     def store(self) -> ActivationStore:
         return ActivationStore(self.path)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise StoreError(f"device '{device}' asked for, but torch sees no CUDA device; use --device cpu")
-    return torch.device(device)
 
 
 def package_versions() -> dict[str, str]:

@@ -34,7 +34,7 @@ METHODS = ("ice", "vebi", "topic")
 _PARAMS: dict[str, dict[str, Any]] = {
     "vebi": {"mu": DEFAULT_MU, "labels": "predicted", "block_rows": None},
     "ice": {"n_components": 10, "max_iter": 200, "tol": 1e-4, "random_state": 0, "memory_limit": 2**30},
-    "topic": {**TOPIC_DEFAULTS, "buffer_rows": 4096, "device": "cpu"},
+    "topic": {**TOPIC_DEFAULTS, "buffer_rows": 4096, "device": "auto"},
 }
 
 Target = Coreset | None  # None: the full data

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..device import resolve_device, to_device
 from .vebi import InterpretError
 
 __all__ = ["TopicModel", "TOPIC_DEFAULTS"]
@@ -68,7 +69,7 @@ class TopicModel:
 
     def __init__(self, n_topics: int = 70, lambda1: float = 10.0, lambda2: float = 10.0, top_k: int = 2,
                  threshold: float = 0.0, epochs: int = 10, lr: float = 1e-3, batch_size: int = 256, seed: int = 0,
-                 hidden: int = 500, duplicate_cosine: float = 0.95, device: str = "cpu") -> None:
+                 hidden: int = 500, duplicate_cosine: float = 0.95, device: str = "auto") -> None:
         self.n_topics, self.lambda1, self.lambda2, self.top_k = n_topics, lambda1, lambda2, top_k
         self.threshold, self.epochs, self.lr, self.batch_size = threshold, epochs, lr, batch_size
         self.seed, self.hidden, self.duplicate_cosine, self.device = seed, hidden, duplicate_cosine, device
@@ -88,7 +89,7 @@ class TopicModel:
         """``batches(epoch)`` yields (maps (B, H, W, C), labels (B,)) minibatches for that epoch."""
         self._check()
         torch.manual_seed(self.seed)
-        dev = torch.device(self.device)
+        dev = resolve_device(self.device)
         net = _Topics(channels, self.n_topics, self.hidden).to(dev)
         head = head.to(dev).eval()
         for p in head.parameters():
@@ -99,8 +100,8 @@ class TopicModel:
         for epoch in range(self.epochs):
             total, correct, count = 0.0, 0, 0
             for maps, labels in batches(epoch):
-                f = torch.as_tensor(np.asarray(maps, np.float32), device=dev)
-                y = torch.as_tensor(np.asarray(labels, np.int64), device=dev)
+                f = to_device(np.asarray(maps), dev, torch.float32)
+                y = to_device(np.asarray(labels, np.int64), dev)
                 if not torch.isfinite(f).all():
                     raise InterpretError("maps hold NaN or Inf")
                 c_hat = net.normalised()
