@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from actstore import Catalog
+from actstore.errors import ActstoreError
 from actstore.evaluate.experiment import ExperimentConfig, run_experiment
 from actstore.report import write_report
 
@@ -61,6 +62,10 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
         assert (results.parent / "heatmaps" / f"demo-vgg.{method}.png").stat().st_size > 1000
     page = write_report(results)
     assert page.read_text().count("data:image/png;base64") >= 3 + 6
+    foreign = results.parent / "foreign.csv"  # another run's store in a table beside this provenance
+    foreign.write_text(results.read_text().replace(rows[0]["val_store"], "0123456789abcdef"))
+    with pytest.raises(ActstoreError, match="0123456789abcdef, which .* does not list"):
+        write_report(foreign)
     assert (results.parent / "vebi_units.png").exists()
     assert page.exists() and (results.parent / "table1.md").exists() and (results.parent / "phi_vs_rate.png").exists()
     assert "Table 1" in page.read_text() and "data:image/png;base64" in page.read_text()
@@ -77,7 +82,6 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
 def test_bad_configs(tmp_path, patch, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**CONFIG, **patch}))
-    from actstore.errors import ActstoreError
 
     with pytest.raises(ActstoreError) as info:
         ExperimentConfig.load(path)

@@ -13,6 +13,7 @@ import numpy as np
 from ..catalog import Catalog, open_catalog
 from ..config import home
 from ..errors import StoreError
+from ..progress import progress_bar
 from ..scheduler import check_scheduler, dask_compute
 from ..store.reader import ActivationStore, open_store
 from .artifact import Coreset
@@ -103,7 +104,8 @@ def select_many(
     if scheduler is None:
         workers = n_jobs or os.cpu_count() or 1
         results: dict[int, list[np.ndarray]] = {}
-        with _bar(progress, len(st.classes), f"select {method}") as advance, ThreadPoolExecutor(workers) as pool:
+        with progress_bar(progress, len(st.classes), f"select {method}", "classes") as advance, \
+                ThreadPoolExecutor(workers) as pool:
             in_flight: dict[int, Any] = {}
             for c, X in iter_classes(pooled, st.class_offsets):
                 in_flight[c] = pool.submit(_select_class, st, method, c, X, rates, seed, scores, params, used_layer)
@@ -236,32 +238,3 @@ def save_coreset(coreset: Coreset, catalog: Catalog | str | os.PathLike[str] | N
                        "seed": coreset.seed, "layer": coreset.layer, "store": store_name, "n": coreset.n},
     })
     return name, path
-
-
-class _bar:
-    """A rich progress bar over classes on stderr (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, what: str) -> None:
-        self.enabled, self.total, self.what = enabled, total, what
-
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return lambda: None
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TextColumn("classes"),
-                                 TimeRemainingColumn(), console=Console(stderr=True))
-        self.progress.__enter__()
-        task = self.progress.add_task(self.what, total=self.total)
-        return lambda: self.progress.update(task, advance=1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.__exit__(None, None, None)

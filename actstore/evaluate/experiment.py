@@ -32,6 +32,7 @@ from ..extract.heads import model_head
 from ..extract.models import layer_names, layer_node, list_models, load_model
 from ..interpret.features import Features
 from ..interpret.run import METHODS, interpret, save_features, store_model
+from ..progress import progress_bar
 from ..scheduler import check_scheduler
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
@@ -295,67 +296,67 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
 
     rows: list[dict[str, Any]] = []
     unit_rows: list[dict[str, Any]] = []
-    total = sum(len(cfg.interpreters) for _ in cfg.models)
-    done = 0
-    for model in cfg.models:
-        train, val = stores[model]["train"], stores[model]["val"]
-        loaded = store_model(val)
-        loaded.module.to(resolve_device("auto"))  # heads and hooks run where the model is
-        layer = val.layers[0]
-        head = model_head(loaded, layer)
-        unit_layer = layer_node(layer_names(loaded.module), layer)  # the ReLU call the head layer is
-        for method in cfg.interpreters:
-            targets: list[Coreset | None] = [None, *[cs for _, cs in coresets[model]]]
-            feats = _features_for(train, method, targets, cfg.params.get(method, {}), cat, cfg.scheduler)
-            full = feats[0]
-            labelled = [("full", None), *coresets[model]]
-            per_target: list[list[dict[str, Any]]] = [[] for _ in labelled]
-            rng = np.random.default_rng(0)
-            for c in range(len(val.classes)):  # class by class: one class's maps in memory at a time
-                cache: dict[Any, np.ndarray] = {}
-                maps = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
-                z_full = interpretation_maps(full, maps, c) if method != "vebi" else None
-                images: list[Any] = []
-                if method == "vebi":  # the model itself: "all layers" ablation, and maps the store lacks
-                    rows_c = np.arange(val.class_rows(c).start, val.class_rows(c).stop)
-                    images = list(store_images(val, loaded, rows_c))
-                    wanted = {name for f in feats for name in vebi_units_by_layer(f, c)} - set(val.layers)
-                    cache.update({(name, c): m for name, m in hooked_maps(loaded, images, sorted(wanted)).items()})
-                for t, ((label, cs), sub) in enumerate(zip(labelled, feats, strict=True)):
-                    z = z_full if cs is None or method == "vebi" else interpretation_maps(sub, maps, c)
-                    acc = class_accuracy(sub, val, c, head, layer, A=maps, z=z, unit_layer=unit_layer)
-                    acc_all = float("nan")
+    grid = sum(len(stores[m]["val"].classes) for m in cfg.models) * len(cfg.interpreters)
+    with progress_bar(progress, grid, "evaluate", "classes") as advance:
+        for model in cfg.models:
+            train, val = stores[model]["train"], stores[model]["val"]
+            loaded = store_model(val)
+            loaded.module.to(resolve_device("auto"))  # heads and hooks run where the model is
+            layer = val.layers[0]
+            head = model_head(loaded, layer)
+            unit_layer = layer_node(layer_names(loaded.module), layer)  # the ReLU call the head layer is
+            for method in cfg.interpreters:
+                targets: list[Coreset | None] = [None, *[cs for _, cs in coresets[model]]]
+                advance(steps=0, text=f"{model} · {method}: fitting")
+                feats = _features_for(train, method, targets, cfg.params.get(method, {}), cat, cfg.scheduler)
+                full = feats[0]
+                labelled = [("full", None), *coresets[model]]
+                per_target: list[list[dict[str, Any]]] = [[] for _ in labelled]
+                rng = np.random.default_rng(0)
+                advance(steps=0, text=f"{model} · {method}: evaluating")
+                for c in range(len(val.classes)):  # class by class: one class's maps in memory at a time
+                    cache: dict[Any, np.ndarray] = {}
+                    maps = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
+                    z_full = interpretation_maps(full, maps, c) if method != "vebi" else None
+                    images: list[Any] = []
+                    if method == "vebi":  # the model itself: "all layers" ablation, and maps the store lacks
+                        rows_c = np.arange(val.class_rows(c).start, val.class_rows(c).stop)
+                        images = list(store_images(val, loaded, rows_c))
+                        wanted = {name for f in feats for name in vebi_units_by_layer(f, c)} - set(val.layers)
+                        cache.update({(name, c): m for name, m in hooked_maps(loaded, images, sorted(wanted)).items()})
+                    for t, ((label, cs), sub) in enumerate(zip(labelled, feats, strict=True)):
+                        z = z_full if cs is None or method == "vebi" else interpretation_maps(sub, maps, c)
+                        acc = class_accuracy(sub, val, c, head, layer, A=maps, z=z, unit_layer=unit_layer)
+                        acc_all = float("nan")
+                        if method == "vebi":
+                            units = {name: ch for name, (ch, _) in vebi_units_by_layer(sub, c).items()}
+                            acc_all = hooked_accuracy(loaded, images, c, units)
+                        phi = class_phi(full, sub, val, c, cfg.alphas, layer, z_full, z, cache) if cs is not None \
+                            else {"phi": {a: 0.0 for a in cfg.alphas}, "layers": 0}
+                        for a in cfg.alphas:
+                            per_target[t].append({
+                                "model": model, "interpreter": method, "selector": label,
+                                "source_model": label.split("@")[1] if "@" in label else model,
+                                "rate": 1.0 if cs is None else cs.rate, "seed": 0 if cs is None else cs.seed,
+                                "class": val.classes[c], "alpha": a, "phi": phi["phi"][a], "accuracy": acc,
+                                "accuracy_all_layers": acc_all, "vebi_layers": phi["layers"], **_cost(sub),
+                                "train_store": train.key, "val_store": val.key, "features": sub.key})
                     if method == "vebi":
-                        units = {name: ch for name, (ch, _) in vebi_units_by_layer(sub, c).items()}
-                        acc_all = hooked_accuracy(loaded, images, c, units)
-                    phi = class_phi(full, sub, val, c, cfg.alphas, layer, z_full, z, cache) if cs is not None \
-                        else {"phi": {a: 0.0 for a in cfg.alphas}, "layers": 0}
-                    for a in cfg.alphas:
-                        per_target[t].append({
-                            "model": model, "interpreter": method, "selector": label,
-                            "source_model": label.split("@")[1] if "@" in label else model,
-                            "rate": 1.0 if cs is None else cs.rate, "seed": 0 if cs is None else cs.seed,
-                            "class": val.classes[c], "alpha": a, "phi": phi["phi"][a], "accuracy": acc,
-                            "accuracy_all_layers": acc_all, "vebi_layers": phi["layers"], **_cost(sub),
-                            "train_store": train.key, "val_store": val.key, "features": sub.key})
+                        for label, (acc, acc_all) in _vebi_baselines(model, full, loaded, val, head, layer, unit_layer,
+                                                                     c, images, rng).items():
+                            rows += [{"model": model, "interpreter": "vebi", "selector": label, "source_model": model,
+                                      "rate": 1.0, "seed": 0, "class": val.classes[c], "alpha": a, "phi": float("nan"),
+                                      "accuracy": acc, "accuracy_all_layers": acc_all, "vebi_layers": 0,
+                                      **_cost(None), "train_store": train.key, "val_store": val.key,
+                                      "features": full.key} for a in cfg.alphas]
+                    advance()
+                rows += [r for target_rows in per_target for r in target_rows]
+                if cfg.heatmaps is not False:
+                    hm = {**HEATMAP_DEFAULTS, **(cfg.heatmaps if isinstance(cfg.heatmaps, dict) else {})}
+                    _write_heatmaps(out / "heatmaps" / f"{model}.{method}.png", model, method, val, loaded, layer,
+                                    unit_layer, labelled, feats, hm)
                 if method == "vebi":
-                    for label, (acc, acc_all) in _vebi_baselines(model, full, loaded, val, head, layer, unit_layer,
-                                                                 c, images, rng).items():
-                        rows += [{"model": model, "interpreter": "vebi", "selector": label, "source_model": model,
-                                  "rate": 1.0, "seed": 0, "class": val.classes[c], "alpha": a, "phi": float("nan"),
-                                  "accuracy": acc, "accuracy_all_layers": acc_all, "vebi_layers": 0,
-                                  **_cost(None), "train_store": train.key, "val_store": val.key,
-                                  "features": full.key} for a in cfg.alphas]
-            rows += [r for target_rows in per_target for r in target_rows]
-            if cfg.heatmaps is not False:
-                hm = {**HEATMAP_DEFAULTS, **(cfg.heatmaps if isinstance(cfg.heatmaps, dict) else {})}
-                _write_heatmaps(out / "heatmaps" / f"{model}.{method}.png", model, method, val, loaded, layer,
-                                unit_layer, labelled, feats, hm)
-            if method == "vebi":
-                unit_rows += _vebi_unit_stats(model, labelled, feats)
-            done += 1
-            if progress:
-                print(f"evaluated {model} x {method} ({done}/{total})", flush=True, file=sys.stderr)
+                    unit_rows += _vebi_unit_stats(model, labelled, feats)
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)

@@ -19,8 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..catalog import Catalog, lookup, open_catalog
-from ..device import resolve_device
 from ..config import home
+from ..device import resolve_device
 from ..errors import DatasetError, StoreError, StoreExistsError
 from ..location import Location, exists, location, upload
 from ..store.reader import ActivationStore, read_provenance

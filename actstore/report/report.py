@@ -125,6 +125,13 @@ def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         raise EvaluationError(f"{results}: not an actstore results table ({exc})") from None
     if not rows:
         raise EvaluationError(f"{results}: the results table is empty")
+    provenance = results.parent / "provenance.json"
+    prov = json.loads(provenance.read_text()) if provenance.is_file() else {}
+    known = {s["key"] for by_split in prov.get("stores", {}).values() for s in by_split.values()}
+    foreign = {r[k] for r in rows for k in ("train_store", "val_store") if r.get(k)} - known
+    if prov and foreign:
+        raise EvaluationError(f"{results}: rows from store(s) {', '.join(sorted(foreign))}, which {provenance} "
+                              "does not list: the table and its provenance come from different runs")
     out = Path(out_dir) if out_dir is not None else results.parent
     out.mkdir(parents=True, exist_ok=True)
     table = robustness_table(rows)
@@ -154,8 +161,6 @@ def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         (out / name).write_bytes(png)
     for png in sorted((results.parent / "heatmaps").glob("*.png")):  # paper §4.7, written by the experiment
         figures[f"heatmaps/{png.name}"] = png.read_bytes()
-    provenance = results.parent / "provenance.json"
-    prov = json.loads(provenance.read_text()) if provenance.is_file() else {}
     imgs = "".join(f'<h2>{html.escape(n)}</h2><img src="data:image/png;base64,{base64.b64encode(p).decode()}">'
                    for n, p in figures.items())
     rows_html = "".join(f"<tr><td>{html.escape(t['model'])}</td><td>{t['interpreter']}</td><td>{t['selector']}</td>"
