@@ -78,6 +78,8 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     ({"alphas": [2.0]}, "alpha 2.0"),
     ({"colour": "red"}, "unknown key(s) ['colour']"),
     ({"vebi_maps": "disk"}, "vebi_maps must be 'store' or 'hooks'"),
+    ({"scheduler": "spark"}, "unknown scheduler 'spark'"),
+    ({"heatmaps": {"colour": 1}}, "unknown heatmaps key(s) ['colour']"),
 ])
 def test_bad_configs(tmp_path, patch, message):
     path = tmp_path / "bad.yaml"
