@@ -46,16 +46,21 @@ def run_demo(catalog: str | os.PathLike[str] | None = None, progress: bool = Tru
     for key in sorted({f"{r['model']} {r['interpreter']}" for r in rows}):
         sel = [r for r in rows if f"{r['model']} {r['interpreter']}" == key]
         full = [float(r["accuracy"]) for r in sel if r["selector"] == "full"]
+        full_all = [float(r["accuracy_all_layers"]) for r in sel if r["selector"] == "full"]
         tenth = [float(r["phi"]) for r in sel if r["selector"] == "dgpruning" and abs(float(r["rate"]) - 0.1) < 1e-9]
-        summary[key] = {"full_accuracy": float(np.mean(full)), "phi_dgpruning_10pct": float(np.nanmean(tenth))}
+        summary[key] = {"full_accuracy": float(np.mean(full)), "phi_dgpruning_10pct": float(np.nanmean(tenth)),
+                        "full_accuracy_all_layers": float(np.mean(full_all))}
     return {"results": str(results), "report": str(page), "rows": len(rows), "summary": summary,
             "models": {m: demo_metrics(m) for m in DEMO_MODELS}, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    lines = [f"{'model / interpreter':<24} {'top-1 after R (full data)':>26} {'Φ dgpruning ρ=0.1':>18}"]
+    lines = [f"{'model / interpreter':<24} {'top-1 after R (full data)':>26} {'VEBI all layers':>16} "
+             f"{'Φ dgpruning ρ=0.1':>18}"]
     for key, v in summary["summary"].items():
-        lines.append(f"{key:<24} {v['full_accuracy']:>26.3f} {v['phi_dgpruning_10pct']:>18.4f}")
+        every = v["full_accuracy_all_layers"]
+        lines.append(f"{key:<24} {v['full_accuracy']:>26.3f} {'' if np.isnan(every) else f'{every:.3f}':>16} "
+                     f"{v['phi_dgpruning_10pct']:>18.4f}")
     lines += [f"results: {summary['results']} ({summary['rows']} rows)", f"report:  {summary['report']}",
               f"done in {summary['seconds']} s"]
     return "\n".join(lines)
