@@ -19,10 +19,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from _common import run_child
 
 HERE = Path(__file__).resolve().parent
 
@@ -95,18 +95,13 @@ def accuracy_pass(tmp: Path, rows: int) -> dict:
     for scale in (1, 4):
         store = write_synthetic_store(tmp / f"acc{scale}.zarr", classes=10 * scale, rows_per_class=rows // 10,
                                       channels=64, height=8, width=8)
-        out[scale] = child(ACCURACY.format(here=str(HERE), store=str(store)))
+        out[scale] = run_child(ACCURACY.format(here=str(HERE), store=str(store)))
     return {"rows_n": out[1]["rows"], "peak_rss_MB_n": round(out[1]["peak_rss_MB"], 1),
             "peak_rss_MB_4n": round(out[4]["peak_rss_MB"], 1),
             "peak_rss_growth_4x_rows": round(out[4]["peak_rss_MB"] / out[1]["peak_rss_MB"] - 1, 4),
             "ice_accuracy_rows_per_s": round(out[4]["rows"] / out[4]["seconds"], 1),
             "bare_head_rows_per_s": round(out[4]["rows"] / out[4]["bare_seconds"], 1),
             "time_ratio_vs_bare_head": round(out[4]["seconds"] / out[4]["bare_seconds"], 3)}
-
-
-def child(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -129,8 +124,8 @@ def phi_vs_netrep(tmp: Path, rows: int, d: int) -> dict:
 
     store = write_synthetic_store(tmp / "z.zarr", classes=100, rows_per_class=rows // 100, channels=d)
     fill = {"here": str(HERE), "store": str(store), "d": d, "tests": str(HERE.parent / "tests")}
-    ours = child(OURS.format(**fill))
-    ref = child(NETREP.format(**fill))
+    ours = run_child(OURS.format(**fill))
+    ref = run_child(NETREP.format(**fill))
     return {"rows": rows, "d": d, "alpha": 0.5,
             "ours_seconds_3_alphas": round(ours["seconds"], 2), "ours_peak_rss_MB": round(ours["peak_rss_MB"], 1),
             "netrep_inmemory_seconds_1_alpha": round(ref["seconds"], 2),

@@ -16,10 +16,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from _common import run_child
 
 HERE = Path(__file__).resolve().parent
 CGROUP = Path("/sys/fs/cgroup/memory/actstore-bench")
@@ -105,10 +105,7 @@ def child(code: str, capped: bool) -> dict:
         if capped:
             (CGROUP / "cgroup.procs").write_text(str(os.getpid()))
 
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=enter)
-    if proc.returncode != 0:
-        raise RuntimeError(f"stage failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(code, enter)
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb  # noqa: E402
+from _common import peak_rss_mb, run_child  # noqa: E402
 
 
 def reference_dgpruning(X: np.ndarray, budget: int, k: int = 5, gamma: float = 0.1) -> list[int]:
@@ -89,15 +88,8 @@ def one_class(repeats: int) -> dict:
             "identical_selection": list(map(int, ours)) == ref}
 
 
-def _child(code: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                             [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)])})
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def big_class() -> dict:
-    return _child("""
+    return run_child("""
 import json, time, numpy as np
 from _common import peak_rss_mb
 from actstore.coresets import dgpruning
@@ -112,7 +104,7 @@ print(json.dumps({"n": 50000, "d": 512, "rate": 0.1, "selected": int(sel.size), 
 
 
 def _select_rss(store: Path, method: str, **params: object) -> dict:
-    return _child(f"""
+    return run_child(f"""
 import json, time
 from _common import peak_rss_mb
 from actstore import select

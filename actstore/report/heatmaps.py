@@ -5,10 +5,10 @@ class (rows), each coreset selector at one ρ next to the full data (columns).""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
+
+from .png import subplots, to_png
 
 __all__ = ["heatmap", "overlay", "heatmap_grid"]
 
@@ -38,13 +38,8 @@ def overlay(image: np.ndarray, H: np.ndarray, alpha: float = 0.5) -> np.ndarray:
 def heatmap_grid(images: list[np.ndarray], columns: dict[str, list[np.ndarray]], k: int, title: str,
                  row_labels: list[str]) -> bytes:
     """A PNG: one row per image, one column per labelled list of Z (one Z per image)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n, m = len(images), len(columns)
-    fig, axes = plt.subplots(n, m, figsize=(1.6 * m, 1.6 * n + 0.4), squeeze=False)
+    fig, axes = subplots(n, m, figsize=(1.6 * m, 1.6 * n + 0.4), squeeze=False)
     for j, (label, zs) in enumerate(columns.items()):
         axes[0][j].set_title(label, fontsize=7)
         for i, (img, Z) in enumerate(zip(images, zs, strict=True)):
@@ -54,8 +49,4 @@ def heatmap_grid(images: list[np.ndarray], columns: dict[str, list[np.ndarray]],
             if j == 0:
                 axes[i][j].set_ylabel(row_labels[i], fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return to_png(fig, 90)

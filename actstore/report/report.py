@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 import os
 from collections import defaultdict
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..evaluate.experiment import summary_rows
 from ..evaluate.shape import EvaluationError
+from .png import subplots, to_png
 
 __all__ = ["robustness_table", "write_report"]
 
@@ -50,14 +50,9 @@ def robustness_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _figure(rows: list[dict[str, Any]], value: str, transfer: bool, title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series = _per_rate(rows, value)
     panels = sorted({(m, i) for (m, i, _, _) in series})
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.2), squeeze=False)
+    fig, axes = subplots(1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.2), squeeze=False)
     for ax, (model, interp) in zip(axes[0], panels, strict=False):
         for (m, i, sel, alpha), by_rate in sorted(series.items()):
             if (m, i) != (model, interp) or ("@" in sel) != transfer:
@@ -74,24 +69,15 @@ def _figure(rows: list[dict[str, Any]], value: str, transfer: bool, title: str) 
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return to_png(fig, 110)
 
 
 def _units_figure(path: Path) -> bytes:
     """Paper Fig. 3: VEBI units per layer (left) and coverage of the full data's units (right), ρ = 0.1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     with open(path) as fh:
         rows = [r for r in csv.DictReader(fh) if "@" not in r["selector"]]
     models = sorted({r["model"] for r in rows})
-    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3 * len(models)), squeeze=False)
+    fig, axes = subplots(len(models), 2, figsize=(11, 3 * len(models)), squeeze=False)
     for ax_row, model in zip(axes, models, strict=True):
         mine = [r for r in rows if r["model"] == model and (r["selector"] == "full" or abs(float(r["rate"]) - 0.1) < 1e-9)]
         layers = list(dict.fromkeys(r["layer"] for r in mine))
@@ -107,11 +93,7 @@ def _units_figure(path: Path) -> bytes:
         for ax in ax_row:
             ax.set_xlabel("ReLU layer (forward order)")
             ax.legend(fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return to_png(fig, 100)
 
 
 def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
