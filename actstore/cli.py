@@ -183,16 +183,15 @@ def catalog_rm(
     catalog: CatalogOpt = None,
 ) -> None:
     """Remove an entry from the catalog (and with --delete, its files)."""
-    import shutil
-
     from .catalog import open_catalog
+    from .location import remove
 
     cat = open_catalog(catalog)
     entry = cat.get(kind, name)
     path = cat.resolve(entry) if "path" in entry else None
     cat.remove(kind, name)
-    if delete and path is not None and path.exists():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if delete and path is not None:
+        remove(path)
     typer.echo(f"removed {kind}.{name}" + (f" and deleted {path}" if delete and path else ""))
 
 

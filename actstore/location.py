@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import StoreCorruptError, StoreError
 
-__all__ = ["Location", "is_url", "location", "exists", "fs_for", "zarr_store", "upload", "join", "parent", "read_text",
+__all__ = ["Location", "is_url", "location", "exists", "fs_for", "remove", "zarr_store", "upload", "join", "parent", "read_text",
            "write_text"]
 
 Location = Path | str  # a Path, or a URL string (never a Path: Path would fold its "//")
@@ -59,6 +59,21 @@ def exists(loc: Location) -> bool:
         return loc.exists()
     fs, path = fs_for(loc)
     return bool(fs.exists(path))
+
+
+def remove(loc: Location) -> None:
+    """Delete the file or folder at ``loc`` (nothing if it is not there)."""
+    if isinstance(loc, Path):
+        import shutil
+
+        if loc.is_dir():
+            shutil.rmtree(loc)
+        else:
+            loc.unlink(missing_ok=True)
+        return
+    fs, path = fs_for(loc)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
 
 
 def read_text(loc: Location) -> str:

@@ -32,6 +32,7 @@ from ..extract.heads import model_head
 from ..extract.models import layer_names, layer_node, list_models, load_model
 from ..interpret.features import Features
 from ..interpret.run import METHODS, interpret, save_features, store_model
+from ..location import exists
 from ..progress import progress_bar
 from ..scheduler import check_scheduler
 from ..store.reader import ActivationStore
@@ -147,7 +148,7 @@ def _features_for(store: ActivationStore, method: str, targets: list[Coreset | N
     groups: dict[Any, list[int]] = {}
     for i, t in enumerate(targets):
         name = cat.find("features", key=_expected_key(store, method, params, t))
-        if name is not None and cat.resolve(cat.get("features", name)).exists():
+        if name is not None and exists(cat.resolve(cat.get("features", name))):
             found[i] = Features.load(cat.resolve(cat.get("features", name)))
             continue
         group = ("all" if method == "vebi" else i if method == "topic" or t is None

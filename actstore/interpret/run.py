@@ -96,7 +96,11 @@ def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "pre
         return _vebi_range(store, rows, labels, step, 0, n)
     chunk = energy.chunks[0]
     per_task = chunk * max(1, -(-n // chunk) // 16)  # about 16 tasks of whole chunks
-    calls = [(str(store.path), rows, labels, step, lo, min(n, lo + per_task)) for lo in range(0, n, per_task)]
+    def within(lo: int, hi: int) -> list[np.ndarray | None]:  # each task carries only its own rows
+        return [None if r is None else r[np.searchsorted(r, lo):np.searchsorted(r, hi)] for r in rows]
+
+    calls = [(str(store.path), within(lo, min(n, lo + per_task)), labels, step, lo, min(n, lo + per_task))
+             for lo in range(0, n, per_task)]
     return dask_compute(_vebi_range, calls, scheduler, combine=_add_stats)[0]
 
 
