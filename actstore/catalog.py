@@ -26,16 +26,7 @@ import yaml
 
 from .config import default_catalog_path, repo_catalog_path
 from .errors import CatalogError
-from .location import (
-    Location,
-    exists,
-    is_url,
-    join,
-    location,
-    parent,
-    read_text,
-    write_text,
-)
+from .location import Location, exists, is_url, join, location, parent, read_text, write_text
 
 __all__ = ["Catalog", "ARTIFACT_KINDS", "KINDS", "open_catalog", "lookup"]
 
@@ -157,9 +148,7 @@ class Catalog:
 
     def problems(self) -> list[str]:
         """Stale entries: artifacts whose path is gone or whose recorded key no longer matches."""
-        from .store.reader import (
-            read_provenance,  # local: keeps `import actstore.catalog` light
-        )
+        from .store.reader import read_provenance  # local: keeps `import actstore.catalog` light
 
         out = []
         for kind in ARTIFACT_KINDS:

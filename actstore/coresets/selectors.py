@@ -13,14 +13,7 @@ from typing import Any
 import numpy as np
 
 from .base import SelectionError, register, run_per_class
-from .kernels import (
-    column_median,
-    d2_forward,
-    d2_greedy,
-    distances_to,
-    kcenter_greedy,
-    knn_from_gram,
-)
+from .kernels import column_median, d2_forward, d2_greedy, distances_to, kcenter_greedy, knn_from_gram
 
 __all__ = ["random", "moderate", "dgpruning", "d2pruning", "kcenter", "knn_graph", "d2_order"]
 

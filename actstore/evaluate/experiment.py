@@ -38,12 +38,7 @@ from ..scheduler import check_scheduler
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
 from .hooks import hooked_accuracy, hooked_maps, store_images
-from .protocol import (
-    class_accuracy,
-    class_phi,
-    interpretation_maps,
-    vebi_units_by_layer,
-)
+from .protocol import class_accuracy, class_phi, interpretation_maps, vebi_units_by_layer
 
 __all__ = ["ExperimentConfig", "run_experiment", "RESULT_COLUMNS"]
 

@@ -24,13 +24,7 @@ from ..device import resolve_device
 from ..errors import DatasetError, StoreError, StoreExistsError
 from ..location import Location, exists, location, upload
 from ..store.reader import ActivationStore, read_provenance
-from ..store.schema import (
-    SCHEMA_VERSION,
-    LayerSpec,
-    StoreSpec,
-    choose_block_rows,
-    provenance_key,
-)
+from ..store.schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
 from ..store.writer import StoreWriter
 from .datasets import DatasetSource, collate_rows, resolve_dataset
 from .models import LoadedModel, load_model
@@ -377,15 +371,8 @@ class _BlockBuffer:
 
 def _progress(enabled: bool, total_rows: int) -> Any:
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
 
     class _Rate(TextColumn):
         def render(self, task: Any) -> Any:  # images/s

@@ -4,15 +4,7 @@
 from .._callable import make_callable
 from .features import Features
 from .ice import ICE
-from .run import (
-           METHODS,
-           fit_ice,
-           fit_topic,
-           fit_vebi,
-           interpret,
-           save_features,
-           vebi_stats,
-)
+from .run import METHODS, fit_ice, fit_topic, fit_vebi, interpret, save_features, vebi_stats
 from .topic import TOPIC_DEFAULTS, TopicModel
 from .vebi import DEFAULT_MU, VEBI, InterpretError, gram_stats, solve_mu_lasso
 

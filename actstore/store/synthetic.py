@@ -13,13 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .schema import (
-    SCHEMA_VERSION,
-    LayerSpec,
-    StoreSpec,
-    choose_block_rows,
-    provenance_key,
-)
+from .schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
 from .writer import StoreWriter
 
 __all__ = ["write_synthetic_store"]
