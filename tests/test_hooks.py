@@ -10,6 +10,7 @@ import torch
 from actstore import extract, load_model
 from actstore.errors import DatasetError, LayerError
 from actstore.evaluate.hooks import hooked_accuracy, hooked_maps, store_images
+from actstore.evaluate.protocol import unit_maps
 from actstore.interpret.run import store_model
 
 
@@ -28,10 +29,14 @@ def _class_images(store, loaded, c):
 def test_hooked_maps_equal_the_stores_maps(resnet_val):
     loaded = store_model(resnet_val)
     images = _class_images(resnet_val, loaded, 3)
-    got = hooked_maps(loaded, images, ["layer1.0.relu", "layer1.0.relu_1", "layer3.1.relu_1"])
+    channels = {"layer1.0.relu": np.arange(16), "layer1.0.relu_1": np.arange(16), "layer3.1.relu_1": np.array([2, 7, 40])}
+    got = hooked_maps(loaded, images, channels)
     for name, maps in got.items():
         stored = np.asarray(resnet_val.array(f"layers/{name}/maps")[resnet_val.class_rows(3)], np.float32)
-        np.testing.assert_allclose(maps, stored, rtol=2e-3, atol=2e-3)  # the store keeps float16
+        np.testing.assert_allclose(maps, stored[..., channels[name]], rtol=2e-3, atol=2e-3)  # the store keeps float16
+        (ch, from_store), = unit_maps(resnet_val, 3, {name: channels[name]}).values()
+        np.testing.assert_array_equal(from_store, stored[..., ch])  # only those channels, read from the store
+    assert got["layer3.1.relu_1"].shape[-1] == 3
     assert not np.allclose(got["layer1.0.relu"], got["layer1.0.relu_1"])  # two calls of one module
 
 

@@ -38,7 +38,7 @@ from ..scheduler import check_scheduler
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
 from .hooks import hooked_accuracy, hooked_maps, store_images
-from .protocol import class_accuracy, class_phi, interpretation_maps, vebi_units_by_layer
+from .protocol import UnitMaps, class_accuracy, class_phi, interpretation_maps, unit_maps, vebi_units_by_layer
 
 __all__ = ["ExperimentConfig", "run_experiment", "RESULT_COLUMNS"]
 
@@ -311,15 +311,20 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                 rng = np.random.default_rng(0)
                 advance(steps=0, text=f"{model} · {method}: evaluating")
                 for c in range(len(val.classes)):  # class by class: one class's maps in memory at a time
-                    cache: dict[Any, np.ndarray] = {}
+                    cache: UnitMaps = {}
                     maps = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
                     z_full = interpretation_maps(full, maps, c) if method != "vebi" else None
                     images: list[Any] = []
                     if method == "vebi":  # the model itself: "all layers" ablation, and maps the store lacks
                         rows_c = np.arange(val.class_rows(c).start, val.class_rows(c).stop)
                         images = list(store_images(val, loaded, rows_c))
-                        wanted = {name for f in feats for name in vebi_units_by_layer(f, c)} - set(val.layers)
-                        cache.update({(name, c): m for name, m in hooked_maps(loaded, images, sorted(wanted)).items()})
+                        needed: dict[str, np.ndarray] = {}  # only the units some interpretation uses
+                        for f in feats:
+                            for name, (ch, _) in vebi_units_by_layer(f, c).items():
+                                needed[name] = np.union1d(needed.get(name, ch), ch)
+                        cache.update(unit_maps(val, c, {k: v for k, v in needed.items() if k in val.layers}))
+                        hooked = hooked_maps(loaded, images, {k: v for k, v in needed.items() if k not in val.layers})
+                        cache.update({(name, c): (needed[name], m) for name, m in hooked.items()})
                     for t, ((label, cs), sub) in enumerate(zip(labelled, feats, strict=True)):
                         z = z_full if cs is None or method == "vebi" else interpretation_maps(sub, maps, c)
                         acc = class_accuracy(sub, val, c, head, layer, A=maps, z=z, unit_layer=unit_layer)

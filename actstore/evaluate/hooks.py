@@ -33,9 +33,9 @@ def relu_calls(loaded: LoadedModel) -> dict[str, nn.Module]:
 
 
 @contextmanager
-def _hooks(loaded: LoadedModel, zero: dict[str, np.ndarray], capture: set[str],
+def _hooks(loaded: LoadedModel, zero: dict[str, np.ndarray], capture: dict[str, torch.Tensor],
            out: dict[str, list[torch.Tensor]]) -> Iterator[dict[str, int]]:
-    """Hooks that, per ReLU call name, zero the channels in ``zero`` and keep the outputs named in
+    """Hooks that, per ReLU call name, zero the channels in ``zero`` and keep the channels in
     ``capture`` (channels-last, in ``out``). Yields the per-module call counter, reset per batch."""
     modules = relu_calls(loaded)
     called: dict[str, int] = {}
@@ -52,7 +52,8 @@ def _hooks(loaded: LoadedModel, zero: dict[str, np.ndarray], capture: set[str],
                 mask[torch.as_tensor(zero[call], dtype=torch.long)] = 0
                 output = output * mask.view(1, -1, *([1] * (output.ndim - 2)))  # a new tensor: safe with inplace
             if call in capture:
-                out.setdefault(call, []).append(output.permute(0, 2, 3, 1).float().cpu())
+                kept = output[:, capture[call].to(output.device)]
+                out.setdefault(call, []).append(kept.permute(0, 2, 3, 1).float().cpu())
             return output if call in zero else None
 
         return hook
@@ -63,7 +64,7 @@ def _hooks(loaded: LoadedModel, zero: dict[str, np.ndarray], capture: set[str],
     finally:
         for h in handles:
             h.remove()
-    missing = (set(zero) | capture) - known
+    missing = (set(zero) | set(capture)) - known
     if known and missing:
         raise LayerError(f"model '{loaded.name}' has no ReLU call {', '.join(sorted(missing))} "
                          f"(its calls: {', '.join(sorted(known)[:6])}, ...)")
@@ -95,7 +96,7 @@ def hooked_accuracy(loaded: LoadedModel, images: list[torch.Tensor], c: int,
     """Top-1 accuracy on class ``c``'s ``images`` with the channels in ``zero`` (per ReLU call) switched off."""
     device = next(loaded.module.parameters()).device
     hits = total = 0
-    with _hooks(loaded, zero or {}, set(), {}) as called:
+    with _hooks(loaded, zero or {}, {}, {}) as called:
         for x in images:
             called.clear()
             hits += int((loaded.module(x.to(device)).argmax(1) == c).sum())
@@ -104,12 +105,14 @@ def hooked_accuracy(loaded: LoadedModel, images: list[torch.Tensor], c: int,
 
 
 @torch.inference_mode()
-def hooked_maps(loaded: LoadedModel, images: list[torch.Tensor], layers: list[str]) -> dict[str, np.ndarray]:
-    """The maps (n, H, W, D) float32 of the ReLU calls ``layers`` over ``images``."""
+def hooked_maps(loaded: LoadedModel, images: list[torch.Tensor], channels: dict[str, np.ndarray]
+                ) -> dict[str, np.ndarray]:
+    """The maps (n, H, W, len(channels)) float32 of the given channels of each ReLU call over ``images``."""
     device = next(loaded.module.parameters()).device
+    keep = {name: torch.as_tensor(np.asarray(ch, np.int64)) for name, ch in channels.items()}
     out: dict[str, list[torch.Tensor]] = {}
-    with _hooks(loaded, {}, set(layers), out) as called:
+    with _hooks(loaded, {}, keep, out) as called:
         for x in images:
             called.clear()
             loaded.module(x.to(device))
-    return {name: torch.cat(out[name]).numpy() for name in layers if name in out}
+    return {name: torch.cat(out[name]).numpy() for name in channels if name in out}

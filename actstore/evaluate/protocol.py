@@ -23,17 +23,35 @@ from ..interpret.ice import ICE
 from ..store.reader import ActivationStore
 from .shape import EvaluationError, ShapeStats
 
-__all__ = ["interpretation_maps", "class_phi", "class_accuracy", "vebi_units_by_layer"]
+__all__ = ["interpretation_maps", "class_phi", "class_accuracy", "vebi_units_by_layer", "unit_maps", "UnitMaps"]
 
 
-def _maps(store: ActivationStore, layer: str, c: int, cache: dict[Any, np.ndarray] | None = None) -> np.ndarray:
-    """Class ``c``'s maps of ``layer``, through ``cache`` when given (one class's layers at a time)."""
-    if cache is not None and (layer, c) in cache:
-        return cache[(layer, c)]
-    A = np.asarray(store.array(f"layers/{layer}/maps")[store.class_rows(c)], np.float32)
-    if cache is not None:
-        cache[(layer, c)] = A
-    return A
+def _maps(store: ActivationStore, layer: str, c: int) -> np.ndarray:
+    """Class ``c``'s maps of ``layer`` (n, H, W, D) float32."""
+    return np.asarray(store.array(f"layers/{layer}/maps")[store.class_rows(c)], np.float32)
+
+
+UnitMaps = dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]  # (layer, class) -> (channels, maps of those)
+
+
+def unit_maps(store: ActivationStore, c: int, channels: dict[str, np.ndarray]) -> UnitMaps:
+    """Class ``c``'s maps of only the given channels per layer, read from ``store`` chunk by chunk
+    (the whole layer is never held: VEBI needs a few units per class)."""
+    out: UnitMaps = {}
+    rows = store.class_rows(c)
+    for layer, ch in channels.items():
+        ch = np.unique(np.asarray(ch, np.int64))
+        sel = store.array(f"layers/{layer}/maps").get_orthogonal_selection((rows, slice(None), slice(None), ch))
+        out[(layer, c)] = (ch, np.asarray(sel, np.float32))
+    return out
+
+
+def _channels_of(cache: UnitMaps, layer: str, c: int, wanted: np.ndarray) -> np.ndarray:
+    ch, A = cache[(layer, c)]
+    pos = np.searchsorted(ch, wanted)
+    if np.any(pos >= len(ch)) or np.any(ch[np.minimum(pos, len(ch) - 1)] != wanted):
+        raise EvaluationError(f"the maps of {layer} for class {c} lack channels {sorted(set(wanted) - set(ch))}")
+    return A[..., pos]
 
 
 def _cosine_maps(A: np.ndarray, topics: np.ndarray) -> np.ndarray:
@@ -65,9 +83,11 @@ def vebi_units_by_layer(features: Features, c: int) -> dict[str, tuple[np.ndarra
 
 def class_phi(full: Features, sub: Features, store: ActivationStore, c: int, alphas: list[float],
               layer: str | None = None, z_full: np.ndarray | None = None, z_sub: np.ndarray | None = None,
-              cache: dict[Any, np.ndarray] | None = None) -> dict[str, Any]:
+              cache: UnitMaps | None = None) -> dict[str, Any]:
     """Φ(Z, Z') of class ``c`` on ``store`` (validation data) for each α; VEBI: mean over layers.
-    ``z_full``/``z_sub``: maps already computed (ICE, topic), to avoid computing them again."""
+    ``z_full``/``z_sub``: maps already computed (ICE, topic), to avoid computing them again.
+    ``cache``: VEBI's unit maps (:func:`unit_maps`, or forward hooks for layers the store lacks);
+    read from the store when not given."""
     if full.method != sub.method:
         raise EvaluationError(f"cannot compare {full.method} with {sub.method}")
     if full.method in ("ice", "topic"):
@@ -77,13 +97,16 @@ def class_phi(full: Features, sub: Features, store: ActivationStore, c: int, alp
             z_sub = interpretation_maps(sub, A, c) if z_sub is None else z_sub
         return {"phi": _safe(ShapeStats().update(z_full, z_sub), alphas), "layers": 1}
     units_full, units_sub = vebi_units_by_layer(full, c), vebi_units_by_layer(sub, c)
-    held = set(store.layers) | {name for name, cc in (cache or {}) if cc == c}  # store, or hooked maps
+    cache = {} if cache is None else cache
+    held = set(store.layers) | {name for name, cc in cache if cc == c}  # the store, or hooked maps
     shared = [name for name in units_full if name in units_sub and name in held]
     per_layer = []
     for name in shared:
         m = min(len(units_full[name][0]), len(units_sub[name][0]))  # depth equalised (paper §4.3)
-        A = _maps(store, name, c, cache)
-        stats = ShapeStats().update(A[..., units_full[name][0][:m]], A[..., units_sub[name][0][:m]])
+        a, b = units_full[name][0][:m], units_sub[name][0][:m]
+        if (name, c) not in cache:
+            cache.update(unit_maps(store, c, {name: np.union1d(a, b)}))
+        stats = ShapeStats().update(_channels_of(cache, name, c, a), _channels_of(cache, name, c, b))
         per_layer.append(_safe(stats, alphas))
     phi = {a: float(np.nanmean([p[a] for p in per_layer])) if per_layer else float("nan") for a in alphas}
     return {"phi": phi, "layers": len(per_layer)}
