@@ -47,7 +47,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 def extract(
     model: Annotated[str, typer.Option(help="Model: catalog name, demo-resnet, demo-vgg or a torchvision builder.")],
     dataset: Annotated[str, typer.Option(help="digits[:train|val], imagefolder:PATH, synthetic:n=..., or a catalog name.")],
-    out: Annotated[Path | None, typer.Option(help="Store path (default: under ACTSTORE_HOME/stores).")] = None,
+    out: Annotated[str | None, typer.Option(help="Store path or fsspec URL, e.g. s3://bucket/x.zarr (default: under ACTSTORE_HOME/stores).")] = None,
     layer: Annotated[list[str] | None, typer.Option(help="Layer node name; repeat for several (default: last conv block).")] = None,
     units: Annotated[bool, typer.Option("--units", help="Also store VEBI unit features over every ReLU call.")] = False,
     weights: Annotated[str | None, typer.Option(help="State-dict file, weights enum name (local cache only) or 'random'.")] = None,

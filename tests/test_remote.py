@@ -104,3 +104,18 @@ def test_cli_reads_a_file_url(small_store, home):
     info = subprocess.run([sys.executable, "-m", "actstore.cli", "info", url, "--json"], capture_output=True,
                           text=True)
     assert info.returncode == 0 and '"rows": 40' in info.stdout
+
+
+def test_cli_extracts_to_a_url_and_reads_it_back(bucket, home):
+    from typer.testing import CliRunner
+
+    from actstore.cli import app
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["extract", "--model", "demo-vgg", "--dataset", "synthetic:n=12,classes=3", "--weights",
+                               "random", "--out", f"{bucket}/cli.zarr", "--catalog", f"{bucket}/c.yaml", "--json"])
+    assert made.exit_code == 0, made.output
+    assert '"path": "' + f"{bucket}/cli.zarr" in made.output
+    shown = runner.invoke(app, ["info", f"{bucket}/cli.zarr", "--json"])
+    assert shown.exit_code == 0 and '"rows": 12' in shown.output
+    assert runner.invoke(app, ["verify", f"{bucket}/cli.zarr"]).exit_code == 0
