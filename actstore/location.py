@@ -8,6 +8,7 @@ its arrays first and its root metadata last: until that last write, readers see 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -116,20 +117,30 @@ def zarr_store(loc: Location, read_only: bool = True) -> Any:
 
 
 def _strict(base: Any, where: str) -> Any:
+    store = _strict_class()(base)
+    store.where = where
+    return store
+
+
+@functools.cache
+def _strict_class() -> type:
+    """zarr's WrapperStore, raising on a missing data chunk (built on first use: zarr loads late)."""
     from zarr.storage import WrapperStore
 
     class StrictChunks(WrapperStore):  # type: ignore[type-arg]
+        where = ""
+
         async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
             try:
                 value = await self._store.get(key, prototype, byte_range)
             except FileNotFoundError:
                 value = None
             if value is None and "/c/" in f"/{key}" and not key.startswith("progress/"):  # ledger: absent = not done
-                raise StoreCorruptError(f"{where}: chunk {key} is missing; the store was changed or removed "
+                raise StoreCorruptError(f"{self.where}: chunk {key} is missing; the store was changed or removed "
                                         "while in use, or is damaged (actstore verify tells which chunks)")
             return value
 
-    return StrictChunks(base)
+    return StrictChunks
 
 
 def upload(local: Path, url: str) -> None:

@@ -1,5 +1,6 @@
-"""Tables, figures and a self-contained HTML report from an experiment's results."""
+"""Tables, figures, §4.7 heatmaps and a self-contained HTML report from an experiment's results."""
 
+from .heatmaps import heatmap, heatmap_grid, overlay
 from .report import robustness_table, write_report
 
-__all__ = ["robustness_table", "write_report"]
+__all__ = ["robustness_table", "write_report", "heatmap", "heatmap_grid", "overlay"]
