@@ -101,7 +101,8 @@ def test_report_of_a_foreign_file_is_an_error(tmp_path, home):
 def test_vebi_maps_from_hooks_equal_the_stores(tmp_path, with_trained):
     """With vebi_maps: hooks the validation store holds only the head's layer; VEBI's per-layer maps
     come from forward hooks over the images, and Φ matches the run whose store holds every layer."""
-    base = {**CONFIG, "models": ["demo-resnet"], "interpreters": ["vebi"], "selectors": ["random"], "rates": [0.2]}
+    base = {**CONFIG, "models": ["demo-resnet"], "interpreters": ["vebi"], "selectors": ["random"], "rates": [0.2],
+            "vebi_all_layers": False, "heatmaps": False}
     got = {}
     for mode in ("store", "hooks"):
         path = tmp_path / f"{mode}.yaml"
@@ -118,6 +119,7 @@ def test_vebi_maps_from_hooks_equal_the_stores(tmp_path, with_trained):
             compared += int(a["vebi_layers"]) > 0
     assert compared > 0
     assert any(int(r["vebi_layers"]) > 0 for r in got["hooks"])
+    assert all(r["accuracy_all_layers"] == "nan" for r in got["hooks"])  # vebi_all_layers: false
 
 
 def test_an_interrupted_run_resumes_from_the_saved_groups(tmp_path, with_trained, monkeypatch):

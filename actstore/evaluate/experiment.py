@@ -72,6 +72,7 @@ class ExperimentConfig:
     transfer: bool | list[str] = True  # or the selectors whose coresets are transferred
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     vebi_maps: str = "store"  # "store": the val store holds every ReLU layer; "hooks": computed by forward hooks
+    vebi_all_layers: bool = True  # the "all layers" ablation: one forward pass per target and class over the images
     heatmaps: dict[str, Any] | bool = True  # paper §4.7 grids; a mapping overrides HEATMAP_DEFAULTS
     scheduler: str | None = None  # Dask scheduler of selection, ICE and VEBI (see actstore.scheduler)
     out: str = "results"
@@ -194,18 +195,21 @@ def _vebi_unit_stats(model: str, labelled: list[tuple[str, Coreset | None]], fea
 
 
 def _vebi_baselines(model: str, full: Features, loaded: Any, val: ActivationStore, head: Any, layer: str,
-                    unit_layer: str, c: int, images: list[Any], rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+                    unit_layer: str, c: int, images: list[Any], rng: np.random.Generator, every: bool
+                    ) -> dict[str, tuple[float, float]]:
     """Paper §4.2 baselines next to VEBI, for class ``c``: the unmodified model, and as many random
-    units switched off as VEBI found for the class, per layer (seeded). {label: (final, all layers)}."""
+    units switched off as VEBI found for the class, per layer (seeded). {label: (final, all layers)};
+    all layers is NaN unless ``every`` (the config's vebi_all_layers)."""
     A = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
     found = vebi_units_by_layer(full, c)
     width = dict(val.provenance["units"]["layers"])
     random_units = {name: rng.choice(width[name], size=len(ch), replace=False) for name, (ch, _) in found.items()}
     Z = A.copy()
     Z[..., random_units.get(unit_layer, [])] = 0.0
-    return {"unmodified": (float((head.logits(A).argmax(1) == c).mean()), hooked_accuracy(loaded, images, c)),
+    return {"unmodified": (float((head.logits(A).argmax(1) == c).mean()),
+                           hooked_accuracy(loaded, images, c) if every else float("nan")),
             "random-units": (float((head.logits(Z).argmax(1) == c).mean()),
-                             hooked_accuracy(loaded, images, c, random_units))}
+                             hooked_accuracy(loaded, images, c, random_units) if every else float("nan"))}
 
 
 def _write_heatmaps(path: Path, model: str, method: str, val: ActivationStore, loaded: Any, layer: str,
@@ -316,20 +320,22 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                     z_full = interpretation_maps(full, maps, c) if method != "vebi" else None
                     images: list[Any] = []
                     if method == "vebi":  # the model itself: "all layers" ablation, and maps the store lacks
-                        rows_c = np.arange(val.class_rows(c).start, val.class_rows(c).stop)
-                        images = list(store_images(val, loaded, rows_c))
                         needed: dict[str, np.ndarray] = {}  # only the units some interpretation uses
                         for f in feats:
                             for name, (ch, _) in vebi_units_by_layer(f, c).items():
                                 needed[name] = np.union1d(needed.get(name, ch), ch)
                         cache.update(unit_maps(val, c, {k: v for k, v in needed.items() if k in val.layers}))
-                        hooked = hooked_maps(loaded, images, {k: v for k, v in needed.items() if k not in val.layers})
+                        missing = {k: v for k, v in needed.items() if k not in val.layers}
+                        if cfg.vebi_all_layers or missing:
+                            rows_c = np.arange(val.class_rows(c).start, val.class_rows(c).stop)
+                            images = list(store_images(val, loaded, rows_c))
+                        hooked = hooked_maps(loaded, images, missing) if missing else {}
                         cache.update({(name, c): (needed[name], m) for name, m in hooked.items()})
                     for t, ((label, cs), sub) in enumerate(zip(labelled, feats, strict=True)):
                         z = z_full if cs is None or method == "vebi" else interpretation_maps(sub, maps, c)
                         acc = class_accuracy(sub, val, c, head, layer, A=maps, z=z, unit_layer=unit_layer)
                         acc_all = float("nan")
-                        if method == "vebi":
+                        if method == "vebi" and cfg.vebi_all_layers:
                             units = {name: ch for name, (ch, _) in vebi_units_by_layer(sub, c).items()}
                             acc_all = hooked_accuracy(loaded, images, c, units)
                         phi = class_phi(full, sub, val, c, cfg.alphas, layer, z_full, z, cache) if cs is not None \
@@ -344,7 +350,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                                 "train_store": train.key, "val_store": val.key, "features": sub.key})
                     if method == "vebi":
                         for label, (acc, acc_all) in _vebi_baselines(model, full, loaded, val, head, layer, unit_layer,
-                                                                     c, images, rng).items():
+                                                                     c, images, rng, cfg.vebi_all_layers).items():
                             rows += [{"model": model, "interpreter": "vebi", "selector": label, "source_model": model,
                                       "rate": 1.0, "seed": 0, "class": val.classes[c], "alpha": a, "phi": float("nan"),
                                       "accuracy": acc, "accuracy_all_layers": acc_all, "vebi_layers": 0,
