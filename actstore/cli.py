@@ -369,7 +369,7 @@ def report_cmd(
     results: Annotated[Path, typer.Argument(help="results.csv written by actstore experiment.")],
     out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: beside the results).")] = None,
 ) -> None:
-    """Write Table 1 (Markdown, CSV), the figures and a self-contained HTML report."""
+    """Write Table 1 (Markdown, CSV), the figures and a self-contained HTML report (with the experiment's heatmaps)."""
     from .report import write_report
 
     typer.echo(str(write_report(results, out_dir)))
