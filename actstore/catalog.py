@@ -169,22 +169,23 @@ class Catalog:
     # -- writing -----------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Re-read, change, write back; under a file lock where the catalog is local (object stores
-        have no locks: give a remote catalog one writer at a time)."""
-        if not isinstance(self.path, Path):
+        """Re-read (another process may have written meanwhile), change, write back; under a file
+        lock where the catalog is local (object stores have no locks: one writer per remote catalog)."""
+        with self._file_lock():
             self.data = Catalog.load(self.path).data
             yield
             self._save()
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        if not isinstance(self.path, Path):
+            yield
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a") as lock:
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                fresh = Catalog.load(self.path)  # another process may have written meanwhile
-                self.data = fresh.data
                 yield
-                self._save()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

@@ -50,7 +50,8 @@ def _bytes_read() -> int:
 @contextmanager
 def measured() -> Iterator[dict[str, float]]:
     """``with measured() as cost:`` fills ``cost`` with seconds, read_bytes (every read call of the
-    process, page cache included) and peak_rss_MB when the block ends."""
+    process, page cache included) and peak_rss_MB when the block ends. The reset is the process's:
+    a caller reading VmHWM after the block sees the peak since the block began, not before it."""
     cost: dict[str, float] = {}
     reset_peak_rss()
     t0, r0 = time.perf_counter(), _bytes_read()

@@ -11,6 +11,7 @@ other model's (selector ``dgpruning@demo-vgg``: dgpruning computed on demo-vgg's
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import sys
@@ -37,7 +38,7 @@ from ..progress import progress_bar
 from ..scheduler import check_scheduler
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
-from .hooks import hooked_accuracy, hooked_maps, store_images
+from .hooks import hooked_accuracy, hooked_maps, store_dataset, store_images
 from .protocol import UnitMaps, class_accuracy, class_phi, interpretation_maps, unit_maps, vebi_units_by_layer
 
 __all__ = ["ExperimentConfig", "run_experiment", "RESULT_COLUMNS"]
@@ -194,13 +195,12 @@ def _vebi_unit_stats(model: str, labelled: list[tuple[str, Coreset | None]], fea
     return rows
 
 
-def _vebi_baselines(model: str, full: Features, loaded: Any, val: ActivationStore, head: Any, layer: str,
+def _vebi_baselines(full: Features, loaded: Any, val: ActivationStore, head: Any, A: np.ndarray,
                     unit_layer: str, c: int, images: list[Any], rng: np.random.Generator, every: bool
                     ) -> dict[str, tuple[float, float]]:
     """Paper §4.2 baselines next to VEBI, for class ``c``: the unmodified model, and as many random
     units switched off as VEBI found for the class, per layer (seeded). {label: (final, all layers)};
-    all layers is NaN unless ``every`` (the config's vebi_all_layers)."""
-    A = np.asarray(val.array(f"layers/{layer}/maps")[val.class_rows(c)], np.float32)
+    ``A``: the class's maps of the head's layer. All layers is NaN unless ``every`` (vebi_all_layers)."""
     found = vebi_units_by_layer(full, c)
     width = dict(val.provenance["units"]["layers"])
     random_units = {name: rng.choice(width[name], size=len(ch), replace=False) for name, (ch, _) in found.items()}
@@ -212,8 +212,8 @@ def _vebi_baselines(model: str, full: Features, loaded: Any, val: ActivationStor
                              hooked_accuracy(loaded, images, c, random_units) if every else float("nan"))}
 
 
-def _write_heatmaps(path: Path, model: str, method: str, val: ActivationStore, loaded: Any, layer: str,
-                    unit_layer: str, labelled: list[tuple[str, Coreset | None]], feats: list[Features],
+def _write_heatmaps(path: Path, model: str, method: str, val: ActivationStore, loaded: Any, source: Any,
+                    layer: str, unit_layer: str, labelled: list[tuple[str, Coreset | None]], feats: list[Features],
                     hm: dict[str, Any]) -> None:
     """Paper §4.7 for one model x interpreter: a few validation images of the first classes, each
     selector's interpretation at ρ = hm["rate"] (first seed), and the full data's in the last column.
@@ -233,7 +233,7 @@ def _write_heatmaps(path: Path, model: str, method: str, val: ActivationStore, l
         rows = np.arange(sl.start, min(sl.stop, sl.start + int(hm["per_class"])))
         if rows.size == 0:
             continue
-        images += [x.numpy() for batch in store_images(val, loaded, rows) for x in batch]
+        images += [x.numpy() for batch in store_images(val, loaded, rows, source=source) for x in batch]
         row_labels += [f"{val.classes[c]} #{int(val.sample_ids[r])}" for r in rows]
         A = np.asarray(val.array(f"layers/{layer}/maps").oindex[rows], np.float32)
         for label, f in chosen.items():
@@ -305,6 +305,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
             layer = val.layers[0]
             head = model_head(loaded, layer)
             unit_layer = layer_node(layer_names(loaded.module), layer)  # the ReLU call the head layer is
+            images_of = functools.cache(lambda val=val, loaded=loaded: store_dataset(val, loaded))  # once, if needed
             for method in cfg.interpreters:
                 targets: list[Coreset | None] = [None, *[cs for _, cs in coresets[model]]]
                 advance(steps=0, text=f"{model} · {method}: fitting")
@@ -328,7 +329,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                         missing = {k: v for k, v in needed.items() if k not in val.layers}
                         if cfg.vebi_all_layers or missing:
                             rows_c = np.arange(val.class_rows(c).start, val.class_rows(c).stop)
-                            images = list(store_images(val, loaded, rows_c))
+                            images = list(store_images(val, loaded, rows_c, source=images_of()))
                         hooked = hooked_maps(loaded, images, missing) if missing else {}
                         cache.update({(name, c): (needed[name], m) for name, m in hooked.items()})
                     for t, ((label, cs), sub) in enumerate(zip(labelled, feats, strict=True)):
@@ -349,8 +350,8 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                                 "accuracy_all_layers": acc_all, "vebi_layers": phi["layers"], **_cost(sub),
                                 "train_store": train.key, "val_store": val.key, "features": sub.key})
                     if method == "vebi":
-                        for label, (acc, acc_all) in _vebi_baselines(model, full, loaded, val, head, layer, unit_layer,
-                                                                     c, images, rng, cfg.vebi_all_layers).items():
+                        for label, (acc, acc_all) in _vebi_baselines(full, loaded, val, head, maps, unit_layer, c, images,
+                                                                     rng, cfg.vebi_all_layers).items():
                             rows += [{"model": model, "interpreter": "vebi", "selector": label, "source_model": model,
                                       "rate": 1.0, "seed": 0, "class": val.classes[c], "alpha": a, "phi": float("nan"),
                                       "accuracy": acc, "accuracy_all_layers": acc_all, "vebi_layers": 0,
@@ -360,8 +361,8 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
                 rows += [r for target_rows in per_target for r in target_rows]
                 if cfg.heatmaps is not False:
                     hm = {**HEATMAP_DEFAULTS, **(cfg.heatmaps if isinstance(cfg.heatmaps, dict) else {})}
-                    _write_heatmaps(out / "heatmaps" / f"{model}.{method}.png", model, method, val, loaded, layer,
-                                    unit_layer, labelled, feats, hm)
+                    _write_heatmaps(out / "heatmaps" / f"{model}.{method}.png", model, method, val, loaded,
+                                    images_of(), layer, unit_layer, labelled, feats, hm)
                 if method == "vebi":
                     unit_rows += _vebi_unit_stats(model, labelled, feats)
     tmp = path.with_suffix(".csv.tmp")

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from ..errors import DatasetError, LayerError
+from ..extract.datasets import DatasetSource
 from ..extract.models import LoadedModel
 from ..store.reader import ActivationStore
 
-__all__ = ["relu_calls", "store_images", "hooked_accuracy", "hooked_maps"]
+__all__ = ["relu_calls", "store_dataset", "store_images", "hooked_accuracy", "hooked_maps"]
 
 
 def relu_calls(loaded: LoadedModel) -> dict[str, nn.Module]:
@@ -70,9 +71,9 @@ def _hooks(loaded: LoadedModel, zero: dict[str, np.ndarray], capture: dict[str, 
                          f"(its calls: {', '.join(sorted(known)[:6])}, ...)")
 
 
-def store_images(store: ActivationStore, loaded: LoadedModel, rows: np.ndarray, batch_size: int = 128
-                 ) -> Iterator[torch.Tensor]:
-    """The preprocessed images of ``rows`` of ``store``, in batches, from the dataset its provenance names."""
+def store_dataset(store: ActivationStore, loaded: LoadedModel) -> DatasetSource:
+    """The dataset ``store`` was extracted from, resolved and checked: same fingerprint, and the
+    weights' own transform (forward hooks cannot replay a custom one). Resolve it once per store."""
     from ..extract.datasets import resolve_dataset
 
     prov = store.provenance
@@ -85,6 +86,14 @@ def store_images(store: ActivationStore, loaded: LoadedModel, rows: np.ndarray, 
         if source.preprocessing != prov["preprocessing"]:
             raise DatasetError(f"{store.path} was extracted with a custom transform "
                                f"({prov['preprocessing']}); forward hooks can only replay the weights' own")
+    return source
+
+
+def store_images(store: ActivationStore, loaded: LoadedModel, rows: np.ndarray, batch_size: int = 128,
+                 source: DatasetSource | None = None) -> Iterator[torch.Tensor]:
+    """The preprocessed images of ``rows`` of ``store``, in batches; ``source``: :func:`store_dataset`'s
+    result when already at hand (resolving an image folder scans it)."""
+    source = source or store_dataset(store, loaded)
     ids = store.sample_ids[rows]
     for i in range(0, len(ids), batch_size):
         yield torch.stack([source.load(int(j)) for j in ids[i:i + batch_size]])

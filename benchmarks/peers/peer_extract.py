@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,14 +100,17 @@ def main() -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-peers-"))
     fill = {"bench": str(HERE.parent), "spec": f"synthetic:n={args.n},classes=4,size=112,seed=0", "bs": args.batch_size,
             "out": str(tmp / "store.zarr"), "npy": str(tmp / "ours.npy"), "threads": args.threads}
-    out: dict = {"benchmark": "peers-extract", "model": "resnet18", "layer": "layer4", "images": args.n}
-    out["actstore"] = run("actstore", fill)
-    for peer in ("torchlens", "thingsvision"):
-        res = run(peer, fill)
-        if "seconds" in res:
-            res["actstore_speedup"] = round(res["seconds"] / out["actstore"]["seconds"], 2)
-            res["equal_to_1e-5"] = res["max_abs_diff_vs_store"] is not None and res["max_abs_diff_vs_store"] <= 1e-5
-        out[peer] = res
+    try:
+        out: dict = {"benchmark": "peers-extract", "model": "resnet18", "layer": "layer4", "images": args.n}
+        out["actstore"] = run("actstore", fill)
+        for peer in ("torchlens", "thingsvision"):
+            res = run(peer, fill)
+            if "seconds" in res:
+                res["actstore_speedup"] = round(res["seconds"] / out["actstore"]["seconds"], 2)
+                res["equal_to_1e-5"] = res["max_abs_diff_vs_store"] is not None and res["max_abs_diff_vs_store"] <= 1e-5
+            out[peer] = res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(out))
     return out
 
