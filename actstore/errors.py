@@ -18,6 +18,15 @@ __all__ = [
     "StoreIncompleteError",
     "StoreCorruptError",
     "OutputNotWritableError",
+    "SelectionError",
+    "InterpretError",
+    "ParameterError",
+    "InputTypeError",
+    "NotFittedError",
+    "EvaluationError",
+    "ConfigError",
+    "ResultsError",
+    "SchedulerError",
 ]
 
 
@@ -67,3 +76,39 @@ class StoreCorruptError(StoreError):
 
 class OutputNotWritableError(ActstoreError, OSError):
     """The output location cannot be written."""
+
+
+class SelectionError(ActstoreError, ValueError):
+    """Bad input to a coreset selector (rate, parameters, features, labels)."""
+
+
+class InterpretError(ActstoreError, ValueError):
+    """Bad input to an interpreter (data, labels), or a fit that cannot be made."""
+
+
+class NotFittedError(InterpretError, AttributeError):
+    """An estimator used before ``fit``."""
+
+
+class InputTypeError(InterpretError, TypeError):
+    """Data of a type an estimator cannot take (objects, strings)."""
+
+
+class ParameterError(InterpretError, SelectionError, TypeError):
+    """A hyperparameter of the wrong type or out of its declared range (an interpreter's or a selector's)."""
+
+
+class EvaluationError(ActstoreError, ValueError):
+    """Bad input to an evaluation (shapes, α, undefined angles)."""
+
+
+class ConfigError(ActstoreError, ValueError):
+    """An experiment config names something unknown or is malformed."""
+
+
+class ResultsError(ActstoreError, ValueError):
+    """A results table is missing, truncated, from another run, or from an older actstore."""
+
+
+class SchedulerError(ActstoreError, RuntimeError):
+    """A scheduler name that is not known, or a cluster that does not answer."""

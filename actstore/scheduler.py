@@ -13,16 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import ActstoreError
+from .errors import SchedulerError
 
 __all__ = ["SchedulerError", "LOCAL_SCHEDULERS", "check_scheduler", "dask_compute", "connect"]
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 CONNECT_TIMEOUT_S = 10.0
-
-
-class SchedulerError(ActstoreError, RuntimeError):
-    """A scheduler name that is not known, or a cluster that does not answer."""
 
 
 def check_scheduler(scheduler: str | None) -> str | None:

@@ -14,7 +14,7 @@ import pytest
 import zarr
 
 from actstore import Catalog, Coreset, errors, extract, open_store, save_coreset, select, select_many
-from actstore.coresets import SelectionError, dgpruning, kcenter, moderate, random
+from actstore.coresets import SelectionError, dgpruning, kcenter, moderate, random_subset
 
 DATA = "synthetic:n=60,classes=3,size=32,seed=4"
 
@@ -30,7 +30,7 @@ def two_stores(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize(("method", "fn"), [
-    ("random", lambda X, y, r: random(y, r, seed=2)),
+    ("random", lambda X, y, r: random_subset(X, y, r, seed=2)),
     ("moderate", lambda X, y, r: moderate(X, y, r)),
     ("dgpruning", lambda X, y, r: dgpruning(X, y, r, seed=2)),
     ("kcenter", lambda X, y, r: kcenter(X, y, r, seed=2)),
@@ -88,7 +88,7 @@ def test_d2pruning_with_scores_from_files(two_stores, tmp_path):
     X = np.asarray(store.pooled())
     from actstore.coresets import d2pruning
 
-    expected = d2pruning(X, store.labels, scores, 0.3)
+    expected = d2pruning(X, store.labels, 0.3, scores=scores)
     for src in (tmp_path / "s.npy", tmp_path / "s.csv", scores):
         assert np.array_equal(select(store, "d2pruning", 0.3, scores=src).rows(store), expected)
     with pytest.raises(SelectionError, match="needs per-sample scores"):
@@ -145,7 +145,11 @@ def test_cli_select_ls_show_export(two_stores, home, tmp_path):
     cs = Coreset.load(made[0]["path"])
     assert sorted(int(line.split(",")[0]) for line in csv[1:]) == cs.ids.tolist()
     bad = cli("select", str(two_stores[0]), "--method", "dgpruning", "--rate", "0.2", "--param", "k=0", home=home)
-    assert bad.returncode == 2 and "k must be an integer >= 1" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "'k' parameter of 'dgpruning' must be an int in the range [1, inf)" in \
+        bad.stderr and "Traceback" not in bad.stderr
+    for wrong in ("k=abc", "k=[1, 2", "gamma_r=x"):
+        bad = cli("select", str(two_stores[0]), "--method", "dgpruning", "--rate", "0.2", "--param", wrong, home=home)
+        assert bad.returncode == 2 and bad.stderr.startswith("error:") and bad.stderr.count("\n") == 1, bad.stderr
     bad = cli("select", "no-such-store", "--method", "random", "--rate", "0.2", home=home)
     assert bad.returncode == 2 and "no store at 'no-such-store'" in bad.stderr
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actstore.coresets import (SelectionError, class_budget, d2pruning, dgpruning, kcenter, knn_graph, moderate,
-                               random, list_selectors)
+                               random_subset, list_selectors)
 
 # -- plain restatements, line by line from the spec -------------------------------------------------------
 
@@ -124,7 +124,7 @@ def test_dgpruning_parameters_equal_restatement(k, gamma_f, gamma_r):
 def test_d2pruning_uses_the_given_scores():
     X, y = problem(3)
     scores = np.random.default_rng(9).uniform(-1, 3, len(y))
-    ours = d2pruning(X, y, scores, 0.3)
+    ours = d2pruning(X, y, 0.3, scores=scores)
     ref = []
     for c in np.unique(y):
         rows = np.flatnonzero(y == c)
@@ -169,10 +169,10 @@ def test_moderate_global_window_is_not_class_balanced():
 def test_kcenter_equals_restatement(seed):
     X, y = problem(seed, n=60)
     firsts = {}
-    from actstore.coresets.selectors import _rng
+    from actstore.coresets.selectors import class_rng
 
     ours = kcenter(X, y, 0.4, seed=seed)
-    ref = ref_kcenter(X, y, 0.4, lambda c, n: firsts.setdefault(c, int(_rng(seed, c).integers(n))))
+    ref = ref_kcenter(X, y, 0.4, lambda c, n: firsts.setdefault(c, int(class_rng(seed, c).integers(n))))
     assert ours.tolist() == ref
 
 
@@ -180,10 +180,10 @@ def test_kcenter_equals_restatement(seed):
 
 
 ALL = {
-    "random": lambda X, y, r, s: random(y, r, seed=s),
+    "random": lambda X, y, r, s: random_subset(X, y, r, seed=s),
     "moderate": lambda X, y, r, s: moderate(X, y, r),
     "dgpruning": lambda X, y, r, s: dgpruning(X, y, r, seed=s),
-    "d2pruning": lambda X, y, r, s: d2pruning(X, y, np.linalg.norm(X, axis=1), r, seed=s),
+    "d2pruning": lambda X, y, r, s: d2pruning(X, y, r, scores=np.linalg.norm(X, axis=1), seed=s),
     "kcenter": lambda X, y, r, s: kcenter(X, y, r, seed=s),
 }
 
@@ -203,17 +203,29 @@ def test_per_class_counts_and_determinism(name):
 
 def test_seeds_change_random_draws_and_rates_nest():
     X, y = problem(2, n=200)
-    assert not np.array_equal(random(y, 0.3, seed=0), random(y, 0.3, seed=1))
-    for fn in (lambda r: random(y, r, seed=3), lambda r: dgpruning(X, y, r), lambda r: kcenter(X, y, r)):
+    assert not np.array_equal(random_subset(None, y, 0.3, seed=0), random_subset(None, y, 0.3, seed=1))
+    for fn in (lambda r: random_subset(None, y, r, seed=3), lambda r: dgpruning(X, y, r), lambda r: kcenter(X, y, r)):
         small, large = set(fn(0.1).tolist()), set(fn(0.4).tolist())
         assert small <= large  # greedy orders do not depend on the budget
 
 
-@given(n=st.integers(0, 5000), rate=st.floats(1e-4, 1.0))
+@given(n=st.integers(0, 5000), rate=st.floats(1e-4, 1.0), more=st.floats(0, 1))
 @settings(max_examples=200, deadline=None)
-def test_budget_formula(n, rate):
+def test_budget_rounds_to_the_nearest_count_within_one_and_all(n, rate, more):
     b = class_budget(n, rate)
-    assert b == (0 if n == 0 else min(n, max(1, int(np.floor(rate * n + 0.5)))))
+    if n == 0:
+        assert b == 0
+        return
+    assert 1 <= b <= n
+    if 1 < rate * n + 0.5 and rate * n < n:  # not clipped: the nearest integer to ρ·n (halves round up)
+        assert abs(b - rate * n) <= 0.5 and (b - rate * n != -0.5)
+    assert class_budget(n, min(1.0, rate + more)) >= b  # more data never shrinks the budget
+
+
+def test_budget_examples():
+    assert [class_budget(1300, r) for r in (0.05, 0.1, 0.95)] == [65, 130, 1235]
+    assert class_budget(10, 0.25) == 3 and class_budget(10, 0.35) == 4  # 2.5 -> 3, 3.5 -> 4: halves round up
+    assert class_budget(7, 0.01) == 1 and class_budget(7, 1.0) == 7 and class_budget(1, 0.05) == 1
 
 
 def test_registry_lists_every_selector():
@@ -232,8 +244,11 @@ def test_bad_rate(rate):
 
 def test_bad_inputs():
     X, y = problem(0)
-    with pytest.raises(SelectionError, match="k must be an integer >= 1"):
+    with pytest.raises(SelectionError, match="'k' parameter of 'dgpruning' must be an int in the range"):
         dgpruning(X, y, 0.2, k=0)
+    with pytest.raises(SelectionError, match="'k' parameter of 'dgpruning' must be an int"):
+        dgpruning(X, y, 0.2, k="abc")
+    np.testing.assert_array_equal(dgpruning(X, y, 0.2, k="3"), dgpruning(X, y, 0.2, k=3))  # text as --param gives it
     bad = X.copy()
     bad[5, 2] = np.nan
     with pytest.raises(SelectionError, match="NaN or Inf .* row 5, column 2"):
@@ -245,9 +260,9 @@ def test_bad_inputs():
         dgpruning(X, y[:-1], 0.2)
     with pytest.raises(SelectionError, match="must be 2-D"):
         moderate(X[:, 0], y, 0.2)
-    with pytest.raises(SelectionError, match="center must be"):
+    with pytest.raises(SelectionError, match="'center' parameter of 'moderate' must be a str among"):
         moderate(X, y, 0.2, center="mode")
-    with pytest.raises(SelectionError, match="graph_mode must be"):
+    with pytest.raises(SelectionError, match="'graph_mode' parameter of 'dgpruning' must be a str among"):
         dgpruning(X, y, 0.2, graph_mode="max")
-    with pytest.raises(SelectionError, match="direction must be"):
+    with pytest.raises(SelectionError, match="'direction' parameter of 'dgpruning' must be a str among"):
         dgpruning(X, y, 0.2, direction="up")

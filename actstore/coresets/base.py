@@ -15,15 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ActstoreError
+from ..errors import SelectionError
 
-__all__ = ["SelectionError", "Selector", "register", "get_selector", "list_selectors", "class_budget", "check_rate",
+__all__ = ["PAPER_RATES", "SelectionError", "Selector", "register", "get_selector", "list_selectors", "class_budget", "check_rate",
            "check_features", "class_groups", "run_per_class"]
 
 
-class SelectionError(ActstoreError, ValueError):
-    """Bad input to a coreset selector (rate, parameters, features, labels)."""
-
+PAPER_RATES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.95)
+"""The paper's grid of selection rates ρ (§4.1)."""
 
 PerClass = Callable[..., list[np.ndarray]]
 
@@ -38,16 +37,20 @@ class Selector:
     needs_scores: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    constraints: dict[str, list[Any]] = field(default_factory=dict)  # scikit-learn style, one list per parameter
 
 
 _REGISTRY: dict[str, Selector] = {}
 
 
 def register(name: str, *, needs_features: bool = True, needs_scores: bool = False,
-             defaults: dict[str, Any] | None = None, description: str = "") -> Callable[[PerClass], PerClass]:
-    """Decorator: register ``fn`` as the per-class function of selector ``name``."""
+             defaults: dict[str, Any] | None = None, description: str = "",
+             constraints: dict[str, list[Any]] | None = None) -> Callable[[PerClass], PerClass]:
+    """Decorator: register ``fn`` as the per-class function of selector ``name``; ``constraints`` declare
+    each parameter's type and range (:mod:`actstore.params`), checked before any work."""
     def wrap(fn: PerClass) -> PerClass:
-        _REGISTRY[name] = Selector(name, fn, needs_features, needs_scores, dict(defaults or {}), description)
+        _REGISTRY[name] = Selector(name, fn, needs_features, needs_scores, dict(defaults or {}), description,
+                                   dict(constraints or {}))
         return fn
 
     return wrap
@@ -65,12 +68,15 @@ def list_selectors() -> dict[str, Selector]:
 
 
 def check_params(selector: Selector, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` merged over the selector's defaults; unknown names are an error."""
+    """``params`` coerced to their declared types, validated and merged over the selector's defaults;
+    unknown names are an error."""
     unknown = set(params) - set(selector.defaults)
     if unknown:
         allowed = ", ".join(sorted(selector.defaults)) or "none"
         raise SelectionError(f"unknown parameter(s) {sorted(unknown)} for '{selector.name}'; allowed: {allowed}")
-    return {**selector.defaults, **params}
+    from ..params import check_params as checked
+
+    return {**selector.defaults, **checked(selector.constraints, params, f"'{selector.name}'")}
 
 
 def check_rate(rate: float) -> float:

@@ -17,12 +17,9 @@ from ..progress import progress_bar
 from ..scheduler import check_scheduler, dask_compute
 from ..store.reader import ActivationStore, open_store
 from .artifact import Coreset
-from .base import SelectionError, check_params, check_rate, class_budget, get_selector
+from .base import PAPER_RATES, SelectionError, check_params, check_rate, class_budget, get_selector
 
 __all__ = ["select", "select_many", "save_coreset", "load_scores", "PAPER_RATES"]
-
-PAPER_RATES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.95)
-
 
 def _as_store(store: ActivationStore | str | os.PathLike[str]) -> ActivationStore:
     return store if isinstance(store, ActivationStore) else open_store(store)
@@ -57,6 +54,47 @@ def load_scores(store: ActivationStore, scores: Any) -> np.ndarray:
     return arr
 
 
+def _scores_for(st: ActivationStore, method: str, needs: bool, scores_arg: Any) -> np.ndarray | None:
+    if needs:
+        if scores_arg is None:
+            raise SelectionError(f"'{method}' needs per-sample scores: pass scores=FILE (.npy rows or id,score .csv)")
+        return load_scores(st, scores_arg)
+    if scores_arg is not None:
+        raise SelectionError(f"'{method}' takes no scores")
+    return None
+
+
+def _pooled(st: ActivationStore, layer: str | None) -> tuple[str, Any]:
+    """(layer, its pooled array): the layer the selector reads (default: the store's last)."""
+    used = layer or st.layers[-1]
+    if used not in st.layers:
+        raise StoreError(f"{st.path}: no layer '{used}'; this store has {', '.join(st.layers)}")
+    try:
+        return used, st.pooled_array(used)
+    except StoreError:
+        raise StoreError(f"{st.path}: layer '{used}' has no pooled array to select on") from None
+
+
+def _stream(st: ActivationStore, method: str, pooled: Any, run: Any, n_jobs: int | None, progress: bool
+            ) -> dict[int, list[np.ndarray]]:
+    """``run(c, X)`` for every class on up to ``n_jobs`` threads, a bounded number in flight, in class order."""
+    workers = n_jobs or os.cpu_count() or 1
+    results: dict[int, list[np.ndarray]] = {}
+    with progress_bar(progress, len(st.classes), f"select {method}", "classes") as advance, \
+            ThreadPoolExecutor(workers) as pool:
+        in_flight: dict[int, Any] = {}
+        for c, X in iter_classes(pooled, st.class_offsets):
+            in_flight[c] = pool.submit(run, c, X)
+            while len(in_flight) > 2 * workers:  # bounded: memory holds a few classes, never the layer
+                done = min(in_flight)
+                results[done] = in_flight.pop(done).result()
+                advance()
+        for c in sorted(in_flight):
+            results[c] = in_flight.pop(c).result()
+            advance()
+    return results
+
+
 def select_many(
     store: ActivationStore | str | os.PathLike[str],
     method: str,
@@ -71,7 +109,7 @@ def select_many(
 ) -> list[Coreset]:
     """One coreset per rate from a single pass over the store, class by class.
 
-    Reads ``layers/<layer>/pooled`` (default: the store's last layer) one class at a time, on up
+    Reads ``layer``'s pooled activations (default: the store's last layer) one class at a time, on up
     to ``n_jobs`` threads (default: CPU count), so memory holds a few classes, never the layer.
     With ``scheduler`` (see :mod:`actstore.scheduler`) the classes are split into Dask tasks instead.
     """
@@ -83,52 +121,22 @@ def select_many(
     rates = [check_rate(r) for r in rates]
     if not rates:
         raise SelectionError("give at least one rate")
-    scores = None
-    if selector.needs_scores:
-        if scores_arg is None:
-            raise SelectionError(f"'{method}' needs per-sample scores: pass scores=FILE (.npy rows or id,score .csv)")
-        scores = load_scores(st, scores_arg)
-    elif scores_arg is not None:
-        raise SelectionError(f"'{method}' takes no scores")
-    used_layer = None
-    pooled = None
-    if selector.needs_features:
-        used_layer = layer or st.layers[-1]
-        if used_layer not in st.layers:
-            raise StoreError(f"{st.path}: no layer '{used_layer}'; this store has {', '.join(st.layers)}")
-        try:
-            pooled = st.array(f"layers/{used_layer}/pooled")
-        except StoreError:
-            raise StoreError(f"{st.path}: layer '{used_layer}' has no pooled array to select on") from None
-
+    scores = _scores_for(st, method, selector.needs_scores, scores_arg)
+    used_layer, pooled = _pooled(st, layer) if selector.needs_features else (None, None)
     if scheduler is None:
-        workers = n_jobs or os.cpu_count() or 1
-        results: dict[int, list[np.ndarray]] = {}
-        with progress_bar(progress, len(st.classes), f"select {method}", "classes") as advance, \
-                ThreadPoolExecutor(workers) as pool:
-            in_flight: dict[int, Any] = {}
-            for c, X in iter_classes(pooled, st.class_offsets):
-                in_flight[c] = pool.submit(_select_class, st, method, c, X, rates, seed, scores, params, used_layer)
-                while len(in_flight) > 2 * workers:  # bounded: memory holds a few classes, never the layer
-                    done = min(in_flight)
-                    results[done] = in_flight.pop(done).result()
-                    advance()
-            for c in sorted(in_flight):
-                results[c] = in_flight.pop(c).result()
-                advance()
+        results = _stream(st, method, pooled, lambda c, X: _select_class(st, method, c, X, rates, seed, scores,
+                                                                          params, used_layer), n_jobs, progress)
     else:
-        groups = class_groups(st.class_offsets, pooled)
         calls = [(str(st.path), method, c0, c1, rates, seed,
                   None if scores is None else scores[st.class_offsets[c0]:st.class_offsets[c1]], params, used_layer)
-                 for c0, c1 in groups]
+                 for c0, c1 in class_groups(st.class_offsets, pooled)]
         results = {c: ids for part in dask_compute(_select_classes, calls, scheduler) for c, ids in part.items()}
-    classes = range(len(st.classes))
     used_params = {k: (str(v) if isinstance(v, (np.ndarray, Path)) else v) for k, v in params.items()}
     if scores_arg is not None:
         used_params["scores"] = str(scores_arg) if isinstance(scores_arg, (str, os.PathLike)) else "array"
-    return [Coreset(ids_by_class={c: np.sort(results[c][i]) for c in classes}, method=method, params=used_params,
-                    rate=rate, seed=seed, layer=used_layer, fingerprint=st.fingerprint, store_key=st.key,
-                    store_path=str(st.path), classes=st.classes)
+    return [Coreset(ids_by_class={c: np.sort(results[c][i]) for c in range(len(st.classes))}, method=method,
+                    params=used_params, rate=rate, seed=seed, layer=used_layer, fingerprint=st.fingerprint,
+                    store_key=st.key, store_path=str(st.path), classes=st.classes)
             for i, rate in enumerate(rates)]
 
 
@@ -159,7 +167,7 @@ def _select_classes(path: str, method: str, c0: int, c1: int, rates: list[float]
     """One Dask task: classes ``c0 <= c < c1``, their rows read in one slice of the store at ``path``."""
     st = open_store(path)
     lo, hi = int(st.class_offsets[c0]), int(st.class_offsets[c1])
-    block = np.asarray(st.array(f"layers/{layer}/pooled")[lo:hi]) if layer is not None else None
+    block = np.asarray(st.pooled_array(layer)[lo:hi]) if layer is not None else None
     out = {}
     for c in range(c0, c1):
         a, b = int(st.class_offsets[c]) - lo, int(st.class_offsets[c + 1]) - lo

@@ -12,16 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from .base import SelectionError, register, run_per_class
+from ..errors import SelectionError
+from ..params import Integral, Interval, Real, StrOptions
+from .base import register, run_per_class
 from .kernels import column_median, d2_forward, d2_greedy, distances_to, kcenter_greedy, knn_from_gram
 
-__all__ = ["random", "moderate", "dgpruning", "d2pruning", "kcenter", "knn_graph", "d2_order"]
+__all__ = ["class_rng", "random_subset", "random", "moderate", "dgpruning", "d2pruning", "kcenter", "knn_graph", "d2_order"]
 
 EPS = 1e-7
 KNN_BLOCK_BYTES = 64 * 2**20  # one (block x n) float64 Gram block at a time
 
 
-def _rng(seed: int, label: int) -> np.random.Generator:
+def class_rng(seed: int, label: int) -> np.random.Generator:
     """A class's own generator: its draw does not depend on the other classes (or their order)."""
     return np.random.default_rng([int(seed), int(label) & 0xFFFFFFFF])
 
@@ -34,12 +36,16 @@ def _prefixes(order: np.ndarray, budgets: list[int]) -> list[np.ndarray]:
 @register("random", needs_features=False, description="per class, a seeded draw without replacement")
 def _random_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int
                   ) -> list[np.ndarray]:
-    return _prefixes(_rng(seed, label).permutation(X.shape[0]), budgets)
+    return _prefixes(class_rng(seed, label).permutation(X.shape[0]), budgets)
 
 
-def random(labels: np.ndarray, rate: float, seed: int = 0) -> np.ndarray:
-    """Per class, B_c rows drawn without replacement (a seeded permutation's prefix: nested across rates)."""
+def random_subset(X: np.ndarray | None, labels: np.ndarray, rate: float, *, seed: int = 0) -> np.ndarray:
+    """Per class, B_c rows drawn without replacement (a seeded permutation's prefix: nested across rates).
+    ``X`` is not used (pass None): the signature is every selector's."""
     return run_per_class("random", None, labels, rate, seed)
+
+
+random = random_subset  # the registry's name; ``random_subset`` does not shadow the standard library
 
 
 # -- moderate ---------------------------------------------------------------------------------------
@@ -73,6 +79,8 @@ def _window(d: np.ndarray, budget: int, rate: float, window: str, order: np.ndar
 
 
 @register("moderate", defaults={"center": "median", "window": "exact"},
+          constraints={"center": [StrOptions({"median", "mean"})],
+                       "window": [StrOptions({"exact", "reference", "abs_median"})]},
           description="distance to the class centre; keep a window around the median distance")
 def _moderate_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int, center: str,
                     window: str) -> list[np.ndarray]:
@@ -81,7 +89,7 @@ def _moderate_class(X: np.ndarray, budgets: list[int], *, rates: list[float], se
     return [_window(d, b, r, window, order) for b, r in zip(budgets, rates, strict=True)]
 
 
-def moderate(X: np.ndarray, labels: np.ndarray, rate: float, center: str = "median", window: str = "exact",
+def moderate(X: np.ndarray, labels: np.ndarray, rate: float, *, center: str = "median", window: str = "exact",
              per_class: bool = True) -> np.ndarray:
     """Moderate coreset (Xia et al. 2023): rows whose distance to their class centre is moderate.
 
@@ -145,6 +153,11 @@ def d2_order(X: np.ndarray, s: np.ndarray, n_select: int, k: int = 5, gamma_f: f
 
 _D2_DEFAULTS: dict[str, Any] = {"k": 5, "gamma_f": 1.0, "gamma_r": 0.1, "graph_mode": "sum",
                                 "sampling": "weighted", "small_class": "random", "normalize": False}
+_D2_CONSTRAINTS: dict[str, list[Any]] = {
+    "k": [Interval(Integral, 1, None, closed="left")], "gamma_f": [Interval(Real, 0, None, closed="left")],
+    "gamma_r": [Interval(Real, 0, None, closed="left")], "graph_mode": [StrOptions({"sum", "product"})],
+    "sampling": [StrOptions({"weighted", "absolute"})], "small_class": [StrOptions({"random", "shrink_k"})],
+    "normalize": ["boolean"]}
 
 
 def _check_k(k: int) -> int:
@@ -161,7 +174,7 @@ def _d2_class(X: np.ndarray, s: np.ndarray, budgets: list[int], seed: int, label
     if small_class not in ("random", "shrink_k"):
         raise SelectionError(f"small_class must be 'random' or 'shrink_k', not '{small_class}'")
     if n <= k and (small_class == "random" or n == 1):
-        return _prefixes(_rng(seed, label).permutation(n), budgets)  # the reference's behaviour
+        return _prefixes(class_rng(seed, label).permutation(n), budgets)  # the reference's behaviour
     if n <= k:
         k = n - 1
     if normalize:
@@ -189,6 +202,7 @@ def _class_scores(X: np.ndarray, direction: str, sq: np.ndarray) -> np.ndarray:
 
 
 @register("dgpruning", defaults={**_D2_DEFAULTS, "direction": "far"},
+          constraints={**_D2_CONSTRAINTS, "direction": [StrOptions({"far", "near"})]},
           description="D2 message passing with s = distance to the class mean")
 def _dgpruning_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int,
                      direction: str, normalize: bool, **params: Any) -> list[np.ndarray]:
@@ -198,14 +212,14 @@ def _dgpruning_class(X: np.ndarray, budgets: list[int], *, rates: list[float], s
     return _d2_class(X, _class_scores(X, direction, sq), budgets, seed, label, normalize=False, sq=sq, **params)
 
 
-@register("d2pruning", needs_scores=True, defaults=dict(_D2_DEFAULTS),
+@register("d2pruning", needs_scores=True, defaults=dict(_D2_DEFAULTS), constraints=_D2_CONSTRAINTS,
           description="D2 message passing with given per-sample scores (AUM, forgetting...)")
 def _d2pruning_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int,
                      scores: np.ndarray, **params: Any) -> list[np.ndarray]:
     return _d2_class(X, scores, budgets, seed, label, **params)
 
 
-def dgpruning(X: np.ndarray, labels: np.ndarray, rate: float, k: int = 5, gamma_f: float = 1.0,
+def dgpruning(X: np.ndarray, labels: np.ndarray, rate: float, *, k: int = 5, gamma_f: float = 1.0,
               gamma_r: float = 0.1, graph_mode: str = "sum", sampling: str = "weighted", direction: str = "far",
               normalize: bool = False, seed: int = 0, small_class: str = "random") -> np.ndarray:
     """DGPruning (reference §4): D2 Pruning per class with s_i = ||x_i - class mean||.
@@ -222,7 +236,7 @@ def dgpruning(X: np.ndarray, labels: np.ndarray, rate: float, k: int = 5, gamma_
                          small_class=small_class)
 
 
-def d2pruning(X: np.ndarray, labels: np.ndarray, scores: np.ndarray, rate: float, k: int = 5,
+def d2pruning(X: np.ndarray, labels: np.ndarray, rate: float, *, scores: np.ndarray, k: int = 5,
               gamma_f: float = 1.0, gamma_r: float = 0.1, graph_mode: str = "sum", sampling: str = "weighted",
               normalize: bool = False, seed: int = 0, small_class: str = "random") -> np.ndarray:
     """D2 Pruning per class with the given per-row ``scores`` (e.g. AUM, forgetting counts)."""
@@ -236,12 +250,12 @@ def d2pruning(X: np.ndarray, labels: np.ndarray, scores: np.ndarray, rate: float
 def _kcenter_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int
                    ) -> list[np.ndarray]:
     n = X.shape[0]
-    first = int(_rng(seed, label).integers(n))
+    first = int(class_rng(seed, label).integers(n))
     order = kcenter_greedy(np.ascontiguousarray(X, np.float64), first, max(budgets))
     return _prefixes(order, budgets)
 
 
-def kcenter(X: np.ndarray, labels: np.ndarray, rate: float, seed: int = 0) -> np.ndarray:
+def kcenter(X: np.ndarray, labels: np.ndarray, rate: float, *, seed: int = 0) -> np.ndarray:
     """k-center greedy per class (Sener & Savarese): a seeded random first row, then repeatedly the
     row farthest from everything chosen. Running minimum distances: O(n) memory, never n x n."""
     return run_per_class("kcenter", X, labels, rate, seed)
