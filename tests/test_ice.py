@@ -71,7 +71,7 @@ def test_bad_input():
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(InterpretError, match="NaN"):
         ICE(1).fit(bad)
-    with pytest.raises(InterpretError, match="n_components must be"):
+    with pytest.raises(InterpretError, match="'n_components' parameter of ICE must be an int in the range"):
         ICE(0).fit(A)
     with pytest.raises(InterpretError, match="not fitted"):
         ICE(2).transform(A)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import lars_path
 
-from actstore.interpret import VEBI, InterpretError
+from actstore.interpret import VEBI, InterpretError, calibrate_mu, gram_stats, solve_mu_lasso
 
 
 def features(seed: int, n: int = 300, p: int = 40, k: int = 4):
@@ -73,7 +73,7 @@ def test_unit_table_and_bad_input():
     X0 = X.copy()
     X0[:, 5] = 0.0  # an all-zero unit is never relevant
     assert 5 not in VEBI(mu=10.0).fit(X0, y).relevant_units_[1]
-    with pytest.raises(InterpretError, match="mu must be > 0"):
+    with pytest.raises(InterpretError, match="'mu' parameter of VEBI must be a float in the range"):
         VEBI(mu=0).fit(X, y)
     with pytest.raises(InterpretError, match="NaN or Inf"):
         X0[0, 0] = np.nan
@@ -83,10 +83,58 @@ def test_unit_table_and_bad_input():
 @pytest.mark.parametrize("mu", [1e-3, 0.1, 2.0, 1e3])
 def test_screened_solve_equals_the_full_path(mu):
     """With more units than the screen, the KKT-checked screened solve equals the unscreened path."""
-    from actstore.interpret.vebi import _path_at_mu, gram_stats, solve_mu_lasso
-
     X, y = features(5, n=400, p=120)
     G, b, _ = gram_stats(X, y, 4)
     for c in range(4):
         np.testing.assert_allclose(solve_mu_lasso(G, b[:, c], 400, mu, screen=10),
-                                   _path_at_mu(G, b[:, c], 400, mu, True), atol=1e-9)
+                                   solve_mu_lasso(G, b[:, c], 400, mu, screen=1000), atol=1e-9)
+
+
+def several(seed: int, n: int = 500, p: int = 60, k: int = 6):
+    """Energy shares where each class raises 8 of its own units by different amounts (paths of several units)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    X = rng.gamma(1.0, 1.0, (n, p))
+    for c in range(k):
+        units = rng.choice(p, 8, replace=False)
+        X[np.ix_(y == c, units)] += rng.gamma(2.0, 0.5, ((y == c).sum(), 8))
+    X /= X.sum(axis=1, keepdims=True)
+    return X, y
+
+
+def counts_at(X, y, mu, classes):
+    """Independent: the units each class keeps at μ, from in-memory lars_path."""
+    return np.array([(path_at(X, (y == c).astype(float), mu) > 0).sum() for c in classes])
+
+
+@pytest.mark.parametrize("units", [2, 4, 7])
+def test_units_per_class_calibrates_the_smallest_mu_where_half_the_classes_keep_k(units):
+    X, y = several(6)
+    model = VEBI(units_per_class=units).fit(X, y)
+    mu = model.mu_
+    assert (counts_at(X, y, mu, range(6)) >= units).sum() >= 3  # half of the 6 classes keep K or more
+    assert (counts_at(X, y, mu / (1 + 2e-3), range(6)) >= units).sum() < 3  # and just below μ they do not
+    np.testing.assert_allclose(model.coef_, VEBI(mu=mu).fit(X, y).coef_, atol=1e-12)  # then it is plain VEBI
+    assert model.converged_.all() and (model.n_iter_ > 0).all()
+    assert [len(r) for r in model.relevant_units_] == counts_at(X, y, mu, range(6)).tolist()
+
+
+def test_calibration_through_the_gram_route_and_screen():
+    X, y = several(7, n=600, p=700, k=4)
+    G, b, _ = gram_stats(X, y, 4)
+    mu = calibrate_mu(G, b, 600, 5, screen=16)
+    assert mu == pytest.approx(calibrate_mu(G, b, 600, 5, screen=1000), rel=1e-9)
+    assert (counts_at(X, y, mu, range(4)) >= 5).sum() >= 2
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"units_per_class": 0}, "'units_per_class' parameter of VEBI must be an int in the range"),
+    ({"units_per_class": 41}, "units_per_class must be in 1..40"),
+    ({"units_per_class": 30}, "no mu gives half of the classes 30 units"),
+    ({"units_per_class": 3, "mu": 0.1}, "give mu or units_per_class, not both"),
+    ({"units_per_class": 2.5}, "'units_per_class' parameter of VEBI must be an int"),
+])
+def test_bad_unit_budgets(kwargs, message):
+    X, y = features(0)
+    with pytest.raises(InterpretError, match=message):
+        VEBI(**kwargs).fit(X, y)

@@ -11,11 +11,15 @@ D <= 512 or out of core, else from ``randomized_svd`` (sklearn's own init for th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from .vebi import InterpretError
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from ..errors import InterpretError, NotFittedError
+from ..params import Integral, Interval, Real, StrOptions, validate
+from .inputs import checked_array
 
 __all__ = ["ICE", "nndsvda"]
 
@@ -25,9 +29,8 @@ Blocks = Callable[[], Iterator[np.ndarray]]  # a fresh pass over (rows, D) float
 
 
 def _flat(A: np.ndarray) -> np.ndarray:
-    A = np.asarray(A)
-    if A.ndim < 2:
-        raise InterpretError(f"ICE needs maps (n, H, W, D) or rows (m, D), got shape {A.shape}")
+    """Maps (n, H, W, D) or rows (m, D) as rows (n·H·W, D), checked."""
+    A = checked_array(A, "ICE (maps (n, H, W, D) or rows (m, D))", allow_nd=True, dtype=(np.float32,))
     return A.reshape(-1, A.shape[-1])
 
 
@@ -86,45 +89,53 @@ def _hals(M: np.ndarray, cross: np.ndarray, gram: np.ndarray) -> float:
     return change
 
 
-class ICE:
-    """Per-class NMF concepts: ``fit(A)`` sets ``components_`` (k x D); ``transform`` gives the codes
-    (NNLS with the components fixed), ``inverse_transform`` and ``reconstruct`` give Z (A's shape).
+class ICE(TransformerMixin, BaseEstimator):
+    """Per-class NMF concepts (reference §2): ``fit(A)`` sets ``components_`` (k x D); ``transform`` gives
+    the codes (NNLS with the components fixed), ``inverse_transform`` and ``reconstruct`` give Z (A's shape).
 
-    ``memory_limit`` (bytes): larger inputs to :meth:`fit_blocks` are fitted out of core.
+    Deterministic for D <= 512 (nndsvda from an exact SVD); above, the randomised SVD of the
+    initialisation draws from ``random_state``. Fitted: ``components_``, ``reconstruction_err_``,
+    ``n_iter_``, ``converged_`` (the tolerance was reached before ``max_iter``), ``n_features_in_``.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"nndsvda"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, n_components: int = 10, init: str = "nndsvda", max_iter: int = 200, tol: float = 1e-4,
-                 random_state: int | None = 0, memory_limit: int = 2**30) -> None:
+                 random_state: int | None = 0) -> None:
         self.n_components = n_components
         self.init = init
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
-        self.memory_limit = memory_limit
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("n_components", "init", "max_iter", "tol", "random_state")}
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.requires_fit = True
+        return tags
 
-    def _check_params(self, rows: int) -> None:
-        if int(self.n_components) != self.n_components or self.n_components < 1:
-            raise InterpretError(f"n_components must be an integer >= 1, got {self.n_components}")
-        if self.init != "nndsvda":
-            raise InterpretError(f"init must be 'nndsvda' (ICE's and sklearn's default), got '{self.init}'")
+    def _check_params(self, rows: int, features: int) -> None:
+        validate(self._parameter_constraints, self.get_params(deep=False), "ICE")
         if rows < self.n_components:
             raise InterpretError(f"ICE needs at least n_components={self.n_components} rows (n·H·W), got {rows}")
+        self.n_features_in_ = int(features)
 
     @staticmethod
     def _check_block(block: np.ndarray) -> np.ndarray:
-        block = np.asarray(block, np.float32)
-        if not np.isfinite(block).all():
-            raise InterpretError("activations hold NaN or Inf")
+        block = checked_array(block, "ICE", allow_nd=True, dtype=(np.float32,))
         if (block < 0).any():
-            raise InterpretError("NMF needs non-negative activations; this layer has negative values "
+            raise InterpretError("Negative values in data passed to ICE: NMF needs non-negative activations "
                                  "(pick a layer after a ReLU)")
         return block
 
     # -- in memory ---------------------------------------------------------------------------------
-    def fit(self, A: np.ndarray) -> ICE:
+    def fit(self, A: np.ndarray, y: Any = None) -> ICE:
         """Fit on one class's maps (n, H, W, D) or rows (m, D), in memory.
 
         Iterations still walk the rows in cache-sized blocks: A·Hᵀ and WᵀA are memory-bound
@@ -132,8 +143,8 @@ class ICE:
         """
         from sklearn.utils.extmath import randomized_svd
 
-        X = np.asarray(_flat(A), np.float32)
-        self._check_params(X.shape[0])
+        X = self._check_block(_flat(A))
+        self._check_params(X.shape[0], X.shape[1])
         step = max(1, CACHE_BLOCK_BYTES // (4 * X.shape[1]))
         blocks = lambda: (X[i:i + step] for i in range(0, X.shape[0], step))  # noqa: E731
         norm2 = sum(float(np.square(self._check_block(b), dtype=np.float64).sum()) for b in blocks())
@@ -184,7 +195,7 @@ class ICE:
 
         ``blocks()`` starts a new pass yielding (rows, D) arrays; ``n_rows`` is their total.
         """
-        self._check_params(n_rows)
+        self._check_params(n_rows, n_features)
         k = self.n_components
         gram = np.zeros((n_features, n_features))
         total, norm2 = np.zeros(n_features), 0.0
@@ -221,15 +232,20 @@ class ICE:
         return self
 
     # -- using the fit -----------------------------------------------------------------------------
-    def _fitted(self) -> np.ndarray:
+    def _fitted(self, X: np.ndarray | None = None) -> np.ndarray:
         if not hasattr(self, "components_"):
-            raise InterpretError("ICE is not fitted yet: call fit first")
+            raise NotFittedError("ICE is not fitted yet: call fit first")
+        d = self.components_.shape[1]
+        if X is not None and X.shape[-1] != d:
+            raise InterpretError(f"X has {X.shape[-1]} features, but ICE is expecting {d} features as input")
         return self.components_
 
     def transform(self, A: np.ndarray) -> np.ndarray:
-        """Codes S >= 0 with the components fixed (an NNLS, as sklearn's ``NMF.transform``): (..., k)."""
-        H = self._fitted()
-        X = self._check_block(_flat(A))
+        """Codes S >= 0 with the components fixed (an NNLS, as sklearn's ``NMF.transform``): (..., k),
+        in A's float dtype."""
+        A = checked_array(A, "ICE (maps (n, H, W, D) or rows (m, D))", allow_nd=True)
+        X = self._check_block(A.reshape(-1, A.shape[-1]))
+        H = self._fitted(X)
         HHt = (H @ H.T).astype(np.float64)
         W = np.zeros((X.shape[0], H.shape[0]))
         cross = (X @ H.T).astype(np.float64)
@@ -239,7 +255,7 @@ class ICE:
             first = change if first is None else first
             if first == 0 or change / first <= self.tol:
                 break
-        return W.astype(np.float32).reshape(*np.shape(A)[:-1], H.shape[0])
+        return W.astype(A.dtype).reshape(*A.shape[:-1], H.shape[0])
 
     def inverse_transform(self, S: np.ndarray) -> np.ndarray:
         """Z = S · components_, with the spatial shape of S."""
