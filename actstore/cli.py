@@ -212,14 +212,20 @@ def _store_path(store: str, catalog: str | None) -> Location:
 
 
 def _params(items: list[str] | None) -> dict[str, Any]:
+    """``--param key=value`` items, each value read as YAML (numbers, lists, true/false); checked by the method."""
     import yaml
+
+    from .yamlio import load_yaml, one_line
 
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ActstoreError(f"--param takes key=value, got '{item}'")
-        out[key.strip()] = yaml.safe_load(value) if value else ""
+        try:
+            out[key.strip()] = load_yaml(value) if value else ""
+        except yaml.YAMLError as exc:
+            raise ActstoreError(f"--param {item}: not a value ({one_line(exc)})") from None
     return out
 
 
@@ -351,10 +357,11 @@ def experiment(
     as_json: JsonOpt = False,
 ) -> None:
     """Run (or resume) the grid models x interpreters x selectors x rates x seeds; write results.csv."""
-    from .evaluate.experiment import ExperimentConfig, run_experiment
+    from .evaluate.config import ExperimentConfig
+    from .evaluate.experiment import run_experiment
     from .report import write_report
 
-    cfg = ExperimentConfig.load(config)
+    cfg = ExperimentConfig.load(config, catalog)
     if scheduler is not None:
         cfg.scheduler = scheduler
         cfg.check()

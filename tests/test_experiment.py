@@ -13,7 +13,8 @@ import yaml
 
 from actstore import Catalog
 from actstore.errors import ActstoreError
-from actstore.evaluate.experiment import ExperimentConfig, run_experiment
+from actstore.evaluate.config import ExperimentConfig
+from actstore.evaluate.experiment import run_experiment
 from actstore.report import write_report
 
 CONFIG = {
@@ -49,7 +50,7 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
                    and float(r["rate"]) == rate] for rate in (0.1, 0.5))
     assert np.mean(small) < np.mean(big)  # bytes grow with ρ
     n_features = len(Catalog.load(catalog).entries("features"))
-    assert n_features == 3 * 5
+    assert n_features == 3 * 5 + 1  # and the topic model's noise-floor fit (ICE at D = 64 and VEBI are deterministic)
     again = run_experiment(ExperimentConfig.load(cfg_path), catalog, progress=False)  # reuses everything
     assert len(Catalog.load(catalog).entries("features")) == n_features
     rerun = list(csv.DictReader(open(again)))
@@ -57,10 +58,15 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     assert not diff, diff[:2]
     units = list(csv.DictReader(open(results.parent / "vebi_units.csv")))
     assert {u["selector"] for u in units} >= {"full", "random", "dgpruning"}
-    assert all(float(u["coverage"]) == 1.0 for u in units if u["selector"] == "full")
+    assert all(float(u["coverage"]) == 1.0 for u in units if u["selector"] == "full" and int(u["units"]) > 0)
+    full_layers = [u["layer"] for u in units if u["selector"] == "full"]  # every ReLU call, in forward order
+    assert full_layers[0] == "features.2" and [int(u["position"]) for u in units if u["selector"] == "full"] == \
+        list(range(len(full_layers)))
+    for method in ("ice", "vebi", "topic"):
+        assert (results.parent / "heatmaps" / f"demo-vgg.{method}.npz").stat().st_size > 1000
+    page = write_report(results)
     for method in ("ice", "vebi", "topic"):
         assert (results.parent / "heatmaps" / f"demo-vgg.{method}.png").stat().st_size > 1000
-    page = write_report(results)
     assert page.read_text().count("data:image/png;base64") >= 3 + 6
     foreign = results.parent / "foreign.csv"  # another run's store in a table beside this provenance
     foreign.write_text(results.read_text().replace(rows[0]["val_store"], "0123456789abcdef"))
@@ -76,10 +82,25 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     ({"interpreters": ["tcav"]}, "unknown interpreter 'tcav'"),
     ({"selectors": ["herding"]}, "unknown selection method 'herding'"),
     ({"alphas": [2.0]}, "alpha 2.0"),
-    ({"colour": "red"}, "unknown key(s) ['colour']"),
-    ({"vebi_maps": "disk"}, "vebi_maps must be 'store' or 'hooks'"),
+    ({"colour": "red"}, "'colour' is not a key of the config"),
+    ({"vebi_maps": "disk"}, "'vebi_maps' must be 'store' or 'hooks', got 'disk'"),
     ({"scheduler": "spark"}, "unknown scheduler 'spark'"),
-    ({"heatmaps": {"colour": 1}}, "unknown heatmaps key(s) ['colour']"),
+    ({"heatmaps": {"colour": 1}}, "'heatmaps.colour' is not a key of the config"),
+    ({"rates": ["abc"]}, "'rates.0' must be a valid number, got 'abc'"),
+    ({"rates": 0.1}, "'rates' must be a valid list, got 0.1"),
+    ({"seeds": ["a"]}, "'seeds.0' must be a valid integer, got 'a'"),
+    ({"models": "demo-resnet"}, "'models' must be a valid list, got 'demo-resnet'"),
+    ({"transfer": "yes"}, "'transfer' must be a valid boolean or a valid list, got 'yes'"),
+    ({"params": [1, 2]}, "'params' must be a valid dictionary, got [1, 2]"),
+    ({"out": 5}, "'out' must be a valid string, got 5"),
+    ({"rates": []}, "'rates' is empty"),
+    ({"models": []}, "'models' is empty"),
+    ({"params": {"vebi": {"units_per_class": 0}}}, "'units_per_class' parameter of 'vebi' must be an int"),
+    ({"params": {"vebi": {"units_per_class": 3, "mu": 0.1}}}, "give mu or units_per_class, not both"),
+    ({"params": {"topic": {"training": "minutes"}}}, "'training' parameter of 'topic' must be a str among"),
+    ({"params": {"ice": {"max_iter": "abc"}}}, "'max_iter' parameter of 'ice' must be an int"),
+    ({"params": {"tcav": {}}}, "unknown interpreter 'tcav'"),
+    ({"transfer": ["kcenter"]}, "transfer names selectors the grid does not run: ['kcenter']"),
 ])
 def test_bad_configs(tmp_path, patch, message):
     path = tmp_path / "bad.yaml"
@@ -88,6 +109,16 @@ def test_bad_configs(tmp_path, patch, message):
     with pytest.raises(ActstoreError) as info:
         ExperimentConfig.load(path)
     assert message in str(info.value)
+
+
+def test_duplicate_keys_and_bad_yaml_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("models: [demo-vgg]\nrates: [0.1]\nrates: [0.5]\n")
+    with pytest.raises(ActstoreError, match="key 'rates' is given twice \\(line 3\\)"):
+        ExperimentConfig.load(path)
+    path.write_text("models: [demo-vgg\n")
+    with pytest.raises(ActstoreError, match="not valid YAML"):
+        ExperimentConfig.load(path)
 
 
 def test_report_of_a_foreign_file_is_an_error(tmp_path, home):
@@ -112,13 +143,13 @@ def test_vebi_maps_from_hooks_equal_the_stores(tmp_path, with_trained):
     assert len(got["store"]) == len(got["hooks"])
     compared = 0
     for a, b in zip(got["store"], got["hooks"], strict=True):
-        assert (a["selector"], a["class"], a["accuracy"], a["vebi_layers"]) == \
-            (b["selector"], b["class"], b["accuracy"], b["vebi_layers"])
+        assert (a["selector"], a["class"], a["accuracy"], a["phi_layers"]) == \
+            (b["selector"], b["class"], b["accuracy"], b["phi_layers"])
         if a["phi"] != "nan":
             assert float(a["phi"]) == pytest.approx(float(b["phi"]), abs=2e-2)  # float16 store vs float32 hooks
-            compared += int(a["vebi_layers"]) > 0
+            compared += int(a["phi_layers"]) > 0
     assert compared > 0
-    assert any(int(r["vebi_layers"]) > 0 for r in got["hooks"])
+    assert any(int(r["phi_layers"]) > 0 for r in got["hooks"])
     assert all(r["accuracy_all_layers"] == "nan" for r in got["hooks"])  # vebi_all_layers: false
 
 

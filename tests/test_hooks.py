@@ -9,9 +9,9 @@ import torch
 
 from actstore import extract, load_model
 from actstore.errors import DatasetError, LayerError
-from actstore.evaluate.hooks import hooked_accuracy, hooked_maps, store_images
-from actstore.evaluate.protocol import unit_maps
-from actstore.interpret.run import store_model
+from actstore.extract.hooks import hooked_accuracy, hooked_maps, store_images
+from actstore.interpret.vebi_store import unit_maps
+from actstore.interpret import store_model
 
 
 @pytest.fixture

@@ -44,6 +44,21 @@ def test_vebi_store_pass_equals_in_memory(store_path):
                                atol=1e-6)
 
 
+def test_vebi_unit_budget_is_calibrated_on_the_full_data_and_kept_for_every_coreset(store_path):
+    store = open_store(store_path)
+    X = np.asarray(store.unit_energy())
+    y = np.asarray(store.logits()).argmax(1)
+    cs = select(store, "random", 0.5, seed=1)
+    (sub,) = interpret(store, "vebi", coresets=[cs], units_per_class=3)  # the full data is not a target
+    want = VEBI(units_per_class=3).fit(X, y, n_classes=10).mu_
+    assert sub.meta["mu"] == pytest.approx(want, rel=1e-12) and sub.meta["mu_calibrated"]
+    rows = cs.rows(store)
+    np.testing.assert_allclose(sub.arrays["coef"], VEBI(mu=want).fit(X[rows], y[rows], n_classes=10).coef_,
+                               atol=1e-9)
+    assert sub.params["units_per_class"] == 3 and sub.params["mu"] is None
+    assert len(sub.meta["converged"]) == 10 and all(sub.meta["converged"])
+
+
 def test_ice_store_equals_in_memory_and_out_of_core(store_path):
     store = open_store(store_path)
     mem = interpret(store, "ice", n_components=4)[0]
@@ -61,7 +76,8 @@ def test_features_saved_atomically_and_registered(store_path, tmp_path):
     name, path = save_features(f, tmp_path / "cat.yaml", tmp_path / "feat")
     back = Features.load(path)
     np.testing.assert_array_equal(back.arrays["coef"], f.arrays["coef"])
-    assert back.key == f.key and back.params == {"mu": 0.01, "labels": "predicted"}
+    assert back.key == f.key and back.params == {"mu": 0.01, "units_per_class": None, "positive": True,
+                                                 "labels": "predicted"}
     assert not [p for p in (tmp_path / "feat").iterdir() if p.name.startswith(".")]
     from actstore import Catalog
 
@@ -85,8 +101,12 @@ def test_bad_interpret_requests(store_path, tmp_path):
         interpret(store_path, "tcav")
     with pytest.raises(InterpretError, match=r"unknown parameter\(s\) \['k'\] for 'ice'"):
         interpret(store_path, "ice", k=3)
-    with pytest.raises(InterpretError, match="mu must be > 0"):
+    with pytest.raises(InterpretError, match="'mu' parameter of 'vebi' must be a float in the range"):
         interpret(store_path, "vebi", mu=-1.0)
+    with pytest.raises(InterpretError, match="give mu or units_per_class, not both"):
+        interpret(store_path, "vebi", mu=0.1, units_per_class=3)
+    with pytest.raises(InterpretError, match="'k' parameter of 'dgpruning'|'max_iter' parameter of 'ice' must be an int"):
+        interpret(store_path, "ice", max_iter="abc")
     tiny = select(store_path, "random", 0.05)  # one row per class: 64 positions
     with pytest.raises(InterpretError, match="fewer than n_components=100"):
         interpret(store_path, "ice", coresets=[tiny], n_components=100)
@@ -115,14 +135,18 @@ def test_cli_interpret(store_path, home):
     assert len(out) == 2 and out[0]["coreset"] == made[0]["key"] and out[1]["coreset"] is None
     assert Features.load(out[0]["path"]).params["mu"] == 0.02
     bad = run("interpret", str(store_path), "--method", "ice", "--param", "n_components=0")
-    assert bad.returncode == 2 and "n_components must be" in bad.stderr
+    assert bad.returncode == 2 and "'n_components' parameter of 'ice' must be an int" in bad.stderr
+    for wrong in ("mu=abc", "max_iter=abc", "mu=[1, 2"):
+        method = "ice" if "iter" in wrong else "vebi"
+        proc = run("interpret", str(store_path), "--method", method, "--param", wrong)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "error:" in proc.stderr, proc.stderr
 
 
 def test_shuffle_buffer_visits_each_selected_row_once_per_epoch(store_path):
-    from actstore.interpret.run import shuffled_batches
+    from actstore.interpret.topic_store import shuffled_batches
 
     store = open_store(store_path)
-    arr = store.array("layers/layer3/maps")
+    arr = store.maps_array("layer3")
     rows = np.sort(np.random.default_rng(0).choice(store.n_rows, 30, replace=False))
     labels = np.arange(store.n_rows)  # label = row, to identify what came back
     stats: dict = {}
@@ -145,5 +169,5 @@ def test_topic_on_a_store_through_the_models_head(tmp_path, with_trained):
     f = feats[0]
     assert f.arrays["topics"].shape[0] == 64 and f.arrays["w2"].shape == (32, 64)
     assert f.meta["history"][-1]["completeness"] > 0.9 and f.coreset == cs.key
-    with pytest.raises(InterpretError, match="n_topics must be >= 1"):
+    with pytest.raises(InterpretError, match="'n_topics' parameter of 'topic' must be an int"):
         interpret(res.path, "topic", n_topics=0)

@@ -9,8 +9,8 @@ import pytest
 from actstore import open_store
 from actstore.evaluate.protocol import class_phi
 from actstore.interpret.features import Features
+from actstore.testing import netrep_restated
 
-from test_shape_metric import netrep_restated
 
 
 def _vebi(store, coef):
@@ -32,7 +32,7 @@ def test_vebi_phi_is_the_depth_equalised_layer_mean(small_store):
     got = class_phi(_vebi(store, full), _vebi(store, sub), store, c, [1.0, 0.5])
 
     def layer(name, a, b):
-        A = np.asarray(store.array(f"layers/{name}/maps")[store.class_rows(c)], np.float64)
+        A = np.asarray(store.maps_array(name)[store.class_rows(c)], np.float64)
         X, Y = A[..., a].reshape(-1, len(a)), A[..., b].reshape(-1, len(b))
         return {alpha: netrep_restated(X, Y, alpha) for alpha in (1.0, 0.5)}
 

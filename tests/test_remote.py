@@ -54,10 +54,10 @@ def test_a_store_at_a_url_gives_the_local_results(bucket, tmp_path):
 
 
 def test_a_store_disappearing_mid_read_is_a_clear_error(bucket, monkeypatch):
-    run = importlib.import_module("actstore.interpret.run")
+    run = importlib.import_module("actstore.interpret.vebi_store")
 
     store = open_store(_extract(f"{bucket}/s.zarr", f"{bucket}/catalog.yaml").path)
-    real = run._read_ahead
+    real = run.read_ahead
 
     def vanishing(*args, **kwargs):
         for i, item in enumerate(real(*args, **kwargs)):
@@ -65,7 +65,7 @@ def test_a_store_disappearing_mid_read_is_a_clear_error(bucket, monkeypatch):
                 fsspec.filesystem("memory").rm(f"{bucket}/s.zarr"[len("memory://"):], recursive=True)
             yield item
 
-    monkeypatch.setattr(run, "_read_ahead", vanishing)
+    monkeypatch.setattr(run, "read_ahead", vanishing)
     with pytest.raises(StoreCorruptError, match="is missing; the store was changed or removed"):
         interpret(store, "vebi", mu=0.05, block_rows=8)
     with pytest.raises(StoreError, match="no activation store here"):

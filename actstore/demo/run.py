@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from ..config import home
-from ..coresets.select import PAPER_RATES
-from ..evaluate.experiment import ExperimentConfig, run_experiment
-from ..extract.models import DEMO_MODELS
+from ..coresets.base import PAPER_RATES
+from ..evaluate.config import ExperimentConfig
+from ..evaluate.experiment import run_experiment
 from ..report import write_report
+from .models import DEMO_MODELS
 from .train import demo_metrics
 
 __all__ = ["run_demo", "format_summary", "demo_config", "DEMO_SELECTORS"]

@@ -1,16 +1,16 @@
-"""Evaluation: the streamed shape metric Φ, interpretation maps and accuracy per class, VEBI's forward
-hooks, and the experiment runner. The shape metric loads light; the rest (torch) on first use."""
+"""Evaluation: the streamed shape metric Φ, Φ and accuracy per class for any registered interpreter, and the
+experiment runner. The shape metric loads light; the rest (torch) on first use."""
 
 from importlib import import_module
 from typing import Any
 
-from .shape import EvaluationError, ShapeStats, angular_distance
+from ..errors import EvaluationError
+from .shape import ShapeStats, angular_distance
 
 _LAZY = {
-    "ExperimentConfig": "experiment", "run_experiment": "experiment",
-    "class_accuracy": "protocol", "class_phi": "protocol", "interpretation_maps": "protocol",
-    "unit_maps": "protocol", "vebi_units_by_layer": "protocol",
-    "hooked_accuracy": "hooks", "hooked_maps": "hooks", "store_images": "hooks",
+    "ExperimentConfig": "config", "HeatmapConfig": "config", "run_experiment": "experiment",
+    "class_accuracy": "protocol", "class_phi": "protocol", "phi_of_pairs": "protocol", "defined_mean": "protocol",
+    "read_results": "results", "RESULT_COLUMNS": "results",
 }
 
 __all__ = ["EvaluationError", "ShapeStats", "angular_distance", *_LAZY]

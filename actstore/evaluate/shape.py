@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ActstoreError
+from ..errors import EvaluationError
 
 __all__ = ["ShapeStats", "angular_distance", "EvaluationError", "EIGVAL_FLOOR"]
 
 EIGVAL_FLOOR = 1e-7
-
-
-class EvaluationError(ActstoreError, ValueError):
-    """Bad input to an evaluation (shapes, α, undefined angles)."""
 
 
 def _rows(A: np.ndarray, name: str) -> np.ndarray:

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import DatasetError, LayerError
-from ..extract.datasets import DatasetSource
-from ..extract.models import LoadedModel
+from .datasets import DatasetSource
+from .models import LoadedModel
 from ..store.reader import ActivationStore
 
 __all__ = ["relu_calls", "store_dataset", "store_images", "hooked_accuracy", "hooked_maps"]
@@ -74,7 +74,7 @@ def _hooks(loaded: LoadedModel, zero: dict[str, np.ndarray], capture: dict[str, 
 def store_dataset(store: ActivationStore, loaded: LoadedModel) -> DatasetSource:
     """The dataset ``store`` was extracted from, resolved and checked: same fingerprint, and the
     weights' own transform (forward hooks cannot replay a custom one). Resolve it once per store."""
-    from ..extract.datasets import resolve_dataset
+    from .datasets import resolve_dataset
 
     prov = store.provenance
     source = resolve_dataset(prov["dataset"]["spec"])

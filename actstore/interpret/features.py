@@ -37,8 +37,13 @@ class Features:
 
     @property
     def key(self) -> str:
-        return provenance_key({"method": self.method, "params": self.params, "store": self.store_key,
-                               "coreset": self.coreset, "layer": self.layer})
+        return self.key_of(self.method, self.params, self.store_key, self.coreset, self.layer)
+
+    @staticmethod
+    def key_of(method: str, params: dict[str, Any], store_key: str, coreset: str | None, layer: str | None) -> str:
+        """The key of the Features these would make: a run can look for them before computing them."""
+        return provenance_key({"method": method, "params": params, "store": store_key, "coreset": coreset,
+                               "layer": layer})
 
     def __repr__(self) -> str:
         shapes = {k: v.shape for k, v in self.arrays.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import EvaluationError
 from .png import subplots, to_png
 
 __all__ = ["heatmap", "overlay", "heatmap_grid"]
@@ -16,7 +17,7 @@ __all__ = ["heatmap", "overlay", "heatmap_grid"]
 def heatmap(Z: np.ndarray, k: int = 3) -> np.ndarray:
     """H (h, w): the maximum over the ``k`` maps of ``Z`` (h, w, d) with the largest sums."""
     if Z.ndim != 3:
-        raise ValueError(f"interpretation maps must be (h, w, d), not shape {Z.shape}")
+        raise EvaluationError(f"interpretation maps must be (h, w, d), not shape {Z.shape}")
     top = np.argsort(-Z.sum(axis=(0, 1)), kind="stable")[:max(1, k)]
     return Z[..., top].max(axis=-1)
 

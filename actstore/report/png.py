@@ -1,4 +1,5 @@
-"""matplotlib figures drawn off-screen (Agg) and returned as PNG bytes."""
+"""matplotlib figures drawn off-screen and returned as PNG bytes, without pyplot: the caller's backend
+and pyplot's figure list are never touched."""
 
 from __future__ import annotations
 
@@ -8,22 +9,18 @@ from typing import Any
 __all__ = ["subplots", "to_png"]
 
 
-def subplots(*args: Any, **kwargs: Any) -> Any:
-    """``plt.subplots`` on the Agg backend (no display needed)."""
-    import matplotlib
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, squeeze: bool = True,
+             **kwargs: Any) -> tuple[Any, Any]:
+    """(figure, axes) like ``plt.subplots``, on a standalone :class:`matplotlib.figure.Figure`."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(*args, **kwargs)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze, **kwargs)
 
 
 def to_png(fig: Any, dpi: int) -> bytes:
-    """The figure as PNG bytes, laid out tightly; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
+    """The figure as PNG bytes, laid out tightly."""
     buf = io.BytesIO()
+    fig.tight_layout()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     return buf.getvalue()

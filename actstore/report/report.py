@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluate.experiment import summary_rows
-from ..evaluate.shape import EvaluationError
+from ..errors import ResultsError
+from ..evaluate.heatmap_data import load_heatmap_data
+from ..evaluate.results import BASELINES, read_results
+from .heatmaps import heatmap_grid
 from .png import subplots, to_png
 
 __all__ = ["robustness_table", "write_report"]
@@ -41,7 +43,7 @@ def robustness_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (model, interp, sel, alpha), by_rate in sorted(_per_rate(rows, "phi").items()):
         vals = [v for rate, v in by_rate.items() if any(abs(rate - r) < 1e-9 for r in ROBUST_RATES)]
-        if sel in ("full", "unmodified", "random-units") or not vals:
+        if sel in ("full", *BASELINES) or not vals:
             continue
         out.append({"model": model, "interpreter": interp, "selector": sel, "alpha": alpha,
                     "phi_mean": _mean(vals), "phi_std": float(np.std([v for v in vals if np.isfinite(v)]))
@@ -99,20 +101,13 @@ def _units_figure(path: Path) -> bytes:
 def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
     """Table 1 (Markdown, CSV), PNG figures and ``report.html`` next to ``results`` (or in ``out_dir``)."""
     results = Path(results)
-    if not results.is_file():
-        raise EvaluationError(f"{results}: no such results file")
-    try:
-        rows = summary_rows(results)
-    except (KeyError, ValueError, csv.Error) as exc:
-        raise EvaluationError(f"{results}: not an actstore results table ({exc})") from None
-    if not rows:
-        raise EvaluationError(f"{results}: the results table is empty")
+    rows = read_results(results)
     provenance = results.parent / "provenance.json"
     prov = json.loads(provenance.read_text()) if provenance.is_file() else {}
     known = {s["key"] for by_split in prov.get("stores", {}).values() for s in by_split.values()}
     foreign = {r[k] for r in rows for k in ("train_store", "val_store") if r.get(k)} - known
     if prov and foreign:
-        raise EvaluationError(f"{results}: rows from store(s) {', '.join(sorted(foreign))}, which {provenance} "
+        raise ResultsError(f"{results}: rows from store(s) {', '.join(sorted(foreign))}, which {provenance} "
                               "does not list: the table and its provenance come from different runs")
     out = Path(out_dir) if out_dir is not None else results.parent
     out.mkdir(parents=True, exist_ok=True)
@@ -141,8 +136,13 @@ def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str
         figures["vebi_units.png"] = _units_figure(units_csv)
     for name, png in figures.items():
         (out / name).write_bytes(png)
-    for png in sorted((results.parent / "heatmaps").glob("*.png")):  # paper §4.7, written by the experiment
-        figures[f"heatmaps/{png.name}"] = png.read_bytes()
+    for data in sorted((results.parent / "heatmaps").glob("*.npz")):  # paper §4.7, collected by the experiment
+        meta, images, columns = load_heatmap_data(data)
+        png = heatmap_grid(list(images), columns, meta["top_k"], f"{meta['model']} · {meta['interpreter']}: "
+                           f"top-{meta['top_k']} maps, ρ = {meta['rate']:g} (paper §4.7)", meta["rows"])
+        (out / "heatmaps").mkdir(exist_ok=True)
+        (out / "heatmaps" / f"{data.stem}.png").write_bytes(png)
+        figures[f"heatmaps/{data.stem}.png"] = png
     imgs = "".join(f'<h2>{html.escape(n)}</h2><img src="data:image/png;base64,{base64.b64encode(p).decode()}">'
                    for n, p in figures.items())
     rows_html = "".join(f"<tr><td>{html.escape(t['model'])}</td><td>{t['interpreter']}</td><td>{t['selector']}</td>"

@@ -1,0 +1,152 @@
+"""ICE on a store: per class, NMF of the maps of the class's rows (all, or a coreset's), read once per
+class for every target; classes larger than ``memory_limit`` are fitted from streamed row blocks.
+
+Z is the class's maps projected on its own components (codes by NNLS, then back); the accuracy
+evaluation puts Z through the head (reference §2.3). Deterministic where the initialisation's SVD
+is exact (D <= 512); above, the randomised SVD draws from ``random_state``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import InterpretError
+from ..params import Integral, Interval
+from ..scheduler import dask_compute
+from ..store.reader import ActivationStore, open_store
+from .base import ClassData, EvalContext, Interpreter, Maps, Target, make_features, register, spatial_maps
+from .features import Features
+from .ice import EXACT_SVD_MAX_D, ICE
+
+__all__ = ["ICEInterpreter"]
+
+
+def _class_blocks(arr: Any, rows: np.ndarray, d: int, rows_per_block: int) -> Any:
+    """A function starting a pass over ``arr[rows]`` as (rows·H·W, D) float32 blocks."""
+    def blocks() -> Iterator[np.ndarray]:
+        for i in range(0, len(rows), rows_per_block):
+            yield np.asarray(arr.oindex[rows[i:i + rows_per_block]], np.float32).reshape(-1, d)
+    return blocks
+
+
+def _fit_one(store: ActivationStore, arr: Any, c: int, rows: np.ndarray, shared: np.ndarray | None,
+             union: np.ndarray, ice_params: dict[str, Any]) -> dict[str, Any]:
+    _, h, w, d = arr.shape
+    if rows.size * h * w < ice_params["n_components"]:
+        raise InterpretError(f"class '{store.classes[c]}' has {rows.size} rows ({rows.size * h * w} positions) in "
+                             f"this selection, fewer than n_components={ice_params['n_components']}")
+    model = ICE(**ice_params)
+    f0 = time.perf_counter()
+    if shared is not None:
+        model.fit(shared[np.searchsorted(union, rows)])
+    else:
+        per_block = max(1, (64 * 2**20) // (h * w * d * 4))
+        model.fit_blocks(_class_blocks(arr, rows, d, per_block), rows.size * h * w, d)
+    if not np.isfinite(model.components_).all() or not np.any(model.components_):
+        raise InterpretError(f"ICE on class '{store.classes[c]}' is undefined: its maps in this selection are all "
+                             "zero (no concept to factorise); drop the class or use another layer")
+    return {"components": model.components_, "err": model.reconstruction_err_, "n_iter": model.n_iter_,
+            "converged": bool(getattr(model, "converged_", model.n_iter_ < model.max_iter)),
+            "seconds": time.perf_counter() - f0, "rows": int(rows.size)}
+
+
+def _fit_class(store: ActivationStore, arr: Any, c: int, per_target: list[np.ndarray], ice_params: dict[str, Any],
+               memory_limit: int) -> list[dict[str, Any] | None]:
+    """Class ``c``'s ICE fit for each target's rows (None where a target has none); the union of the
+    rows is read once when it fits in ``memory_limit``, else each fit streams its rows."""
+    _, h, w, d = arr.shape
+    union = np.unique(np.concatenate(per_target)) if per_target else np.empty(0, np.int64)
+    if union.size == 0:
+        return [None for _ in per_target]
+    shared = np.asarray(arr.oindex[union], np.float32) if union.size * h * w * d * 4 <= memory_limit else None
+    return [_fit_one(store, arr, c, rows, shared, union, ice_params) if rows.size else None for rows in per_target]
+
+
+def _fit_classes(path: str, layer: str, c0: int, c1: int, per_class: list[list[np.ndarray]],
+                 ice_params: dict[str, Any], memory_limit: int) -> list[tuple[int, list[dict[str, Any] | None]]]:
+    """One Dask task: ICE for classes ``c0 <= c < c1`` of the store at ``path``."""
+    st = open_store(path)
+    arr = st.maps_array(layer)
+    return [(c, _fit_class(st, arr, c, per_class[c - c0], ice_params, memory_limit)) for c in range(c0, c1)]
+
+
+@register
+class ICEInterpreter(Interpreter):
+    name = "ice"
+    estimator = ICE
+    options: ClassVar[dict[str, tuple[list[Any], Any]]] = {
+        "memory_limit": ([Interval(Integral, 1, None, closed="left")], 2**30)}  # bytes of a class read at once
+
+    def recorded(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**super().recorded(params), "solver": "hals"}
+
+    def deterministic(self, store: ActivationStore, params: dict[str, Any], layer: str | None = None) -> bool:
+        return store.maps_array(layer).shape[-1] <= EXACT_SVD_MAX_D
+
+    def group(self, target: Target) -> Hashable:
+        """A selector run's rates share each class's read."""
+        return "full" if target is None else (target.method, target.seed, target.store_key)
+
+    def fit(self, store: ActivationStore, targets: list[Target], *, layer: str | None, scheduler: str | None,
+            params: dict[str, Any]) -> list[Features]:
+        """Per class and target; a class's maps are read once for all targets. With ``scheduler``, groups of
+        classes are Dask tasks."""
+        layer, arr = spatial_maps(store, layer, "ICE")
+        ice_params = self.estimator_params(params)
+        n_classes = len(store.classes)
+        per_class = [[t.class_rows(store, c) if t is not None else np.arange(store.class_rows(c).start,
+                                                                           store.class_rows(c).stop)
+                      for t in targets] for c in range(n_classes)]
+        t0 = time.perf_counter()
+        if scheduler is None:
+            results = [(c, _fit_class(store, arr, c, per_class[c], ice_params, params["memory_limit"]))
+                       for c in range(n_classes)]
+        else:
+            from ..coresets.select import class_groups
+
+            calls = [(str(store.path), layer, c0, c1, per_class[c0:c1], ice_params, params["memory_limit"])
+                     for c0, c1 in class_groups(store.class_offsets, arr)]
+            results = [item for part in dask_compute(_fit_classes, calls, scheduler) for item in part]
+        return [self._features(store, params, t, i, layer, results, time.perf_counter() - t0)
+                for i, t in enumerate(targets)]
+
+    def _features(self, store: ActivationStore, params: dict[str, Any], target: Target, i: int, layer: str,
+                  results: list[tuple[int, list[dict[str, Any] | None]]], seconds: float) -> Features:
+        arr = store.maps_array(layer)
+        n_classes, (_, h, w, d) = len(store.classes), arr.shape
+        comps = np.zeros((n_classes, params["n_components"], d), np.float32)
+        errs, iters, conv = np.full(n_classes, np.nan), np.zeros(n_classes, np.int64), np.zeros(n_classes, bool)
+        spent, n_rows = 0.0, 0
+        for c, fitted in results:
+            fit = fitted[i]
+            if fit is None:
+                continue
+            comps[c], errs[c], iters[c], conv[c] = fit["components"], fit["err"], fit["n_iter"], fit["converged"]
+            spent += fit["seconds"]
+            n_rows += fit["rows"]
+        cost = {"fit_seconds": spent, "bytes_read": n_rows * h * w * d * arr.dtype.itemsize}
+        return make_features(store, self, params, target, layer,
+                             {"components": comps, "reconstruction_err": errs, "n_iter": iters, "converged": conv},
+                             {"seconds": seconds, "memory_limit": params["memory_limit"], "cost": cost})
+
+    def _model(self, features: Features, c: int) -> ICE:
+        ice = ICE(**{k: features.params[k] for k in ("n_components", "max_iter", "tol")})
+        ice.components_ = features.arrays["components"][c]
+        return ice
+
+    def interpretation(self, features: Features, data: ClassData) -> Maps:
+        """Z: the maps projected on the class's components (codes by NNLS, then back)."""
+        return {str(features.layer): self._model(features, data.c).reconstruct(data.A)}
+
+    def head_input(self, features: Features, data: ClassData, z: Maps, ctx: EvalContext) -> np.ndarray:
+        return z[str(features.layer)]
+
+    def units(self, features: Features, c: int) -> int:
+        return int(np.count_nonzero(np.abs(features.arrays["components"][c]).sum(axis=1)))
+
+    def fit_record(self, features: Features, c: int) -> tuple[int, bool]:
+        return int(features.arrays["n_iter"][c]), bool(features.arrays["converged"][c])

@@ -1,0 +1,114 @@
+"""The topic model on a store: minibatches streamed from a layer's maps through a shuffle buffer, the
+head rebuilt from the store's provenance (weights checked by sha256), one fit per target.
+
+``training="steps"`` gives every target as many optimiser steps as the full data gets in ``epochs``
+epochs (``steps`` left unset: derived from the store, recorded in the features' meta). Z is the
+topic maps (cosine of each position with each kept topic); the accuracy evaluation puts g(v(A))
+through the head (completeness accuracy, reference §3.3).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..params import Integral, Interval
+from ..store.reader import ActivationStore
+from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, register, spatial_maps,
+                   store_model_head)
+from .features import Features
+from .topic import TopicModel, reconstruct, topic_maps
+
+__all__ = ["TopicInterpreter", "shuffled_batches"]
+
+
+def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size: int, buffer_rows: int,
+                     seed: int, stats: dict[str, float] | None = None) -> Callable[[int], Iterator[Any]]:
+    """Minibatches of ``arr[rows]`` through a shuffle buffer: each epoch reads the chunks holding
+    ``rows`` once, in a seeded random order, and shuffles ``buffer_rows`` rows at a time."""
+    chunk = arr.chunks[0]
+    by_chunk = {int(c): rows[rows // chunk == c] for c in np.unique(rows // chunk)}
+
+    def read(part: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        contiguous = part[-1] - part[0] + 1 == part.size
+        x = np.asarray(arr[int(part[0]):int(part[-1]) + 1] if contiguous else arr.oindex[part], np.float32)
+        if stats is not None:
+            stats["read_seconds"] = stats.get("read_seconds", 0.0) + time.perf_counter() - t0
+            stats["bytes_read"] = stats.get("bytes_read", 0.0) + x.size * arr.dtype.itemsize
+        return x
+
+    def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng([seed, epoch])
+        buf_x: list[np.ndarray] = []
+        buf_y: list[np.ndarray] = []
+        order = rng.permutation(list(by_chunk))
+        for pos, c in enumerate(order):
+            part = by_chunk[int(c)]
+            buf_x.append(read(part))
+            buf_y.append(labels[part])
+            if sum(len(b) for b in buf_y) >= buffer_rows or pos == len(order) - 1:
+                X, Y = np.concatenate(buf_x), np.concatenate(buf_y)
+                perm = rng.permutation(len(X))
+                X, Y = X[perm], Y[perm]
+                for i in range(0, len(X), batch_size):
+                    yield X[i:i + batch_size], Y[i:i + batch_size]
+                buf_x, buf_y = [], []
+
+    return batches
+
+
+@register
+class TopicInterpreter(Interpreter):
+    name = "topic"
+    estimator = TopicModel
+    options: ClassVar[dict[str, tuple[list[Any], Any]]] = {
+        "buffer_rows": ([Interval(Integral, 1, None, closed="left")], 4096)}  # rows shuffled together
+    excluded = ("head",)  # rebuilt from the store's provenance
+    unrecorded = ("device",)
+
+    def deterministic(self, store: ActivationStore, params: dict[str, Any], layer: str | None = None) -> bool:
+        return False
+
+    def fit(self, store: ActivationStore, targets: list[Target], *, layer: str | None, scheduler: str | None,
+            params: dict[str, Any]) -> list[Features]:
+        """One fit per target, on minibatches streamed from the store's maps (``scheduler`` is not used:
+        SGD runs in this process)."""
+        layer, arr = spatial_maps(store, layer, "the topic model")
+        head = store_model_head(store, layer)
+        steps = params["steps"]
+        if params["training"] == "steps" and steps is None:
+            steps = params["epochs"] * -(-store.n_rows // params["batch_size"])  # what the full data gets
+        out = []
+        for target in targets:
+            rows = target.rows(store) if target is not None else np.arange(store.n_rows)
+            model = TopicModel(head=head, **{**self.estimator_params(params), "steps": steps})
+            stats: dict[str, float] = {}
+            t0 = time.perf_counter()
+            model.fit_batches(shuffled_batches(arr, rows, store.labels, model.batch_size, params["buffer_rows"],
+                                               model.random_state, stats), arr.shape[-1])
+            w1, w2 = model.g_
+            seconds = time.perf_counter() - t0
+            meta = {"history": model.history_, "seconds": seconds, **stats, "n_iter": model.n_iter_,
+                    "converged": model.converged_, "steps": steps,
+                    "cost": {"fit_seconds": seconds, "bytes_read": int(stats.get("bytes_read", 0))}}
+            out.append(make_features(store, self, params, target, layer,
+                                     {"topics": model.topics_, "w1": w1, "w2": w2, "kept": model.kept_}, meta))
+        return out
+
+    def interpretation(self, features: Features, data: ClassData) -> Maps:
+        return {str(features.layer): topic_maps(data.A, features.arrays["topics"])}
+
+    def head_input(self, features: Features, data: ClassData, z: Maps, ctx: EvalContext) -> np.ndarray:
+        """g(v(A)): the maps reconstructed from their topic scores."""
+        a = features.arrays
+        return reconstruct(data.A, a["topics"], a["w1"], a["w2"], float(features.params["threshold"]))
+
+    def units(self, features: Features, c: int) -> int:
+        return int(features.arrays["topics"].shape[1])
+
+    def fit_record(self, features: Features, c: int) -> tuple[int, bool]:
+        return int(features.meta["n_iter"]), bool(features.meta["converged"])
