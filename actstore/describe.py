@@ -24,11 +24,8 @@ def describe_store(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     store = open_store(path)
     counts = dict(zip(store.classes, map(int, store.class_offsets[1:] - store.class_offsets[:-1]), strict=True))
-    arrays = {}
-    for name in ["samples/logits", *[f"layers/{layer}/{k}" for layer in store.layers for k in ("maps", "pooled")],
-                 *(["units/energy"] if store.has_units else [])]:
-        arr = store.array(name)
-        arrays[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype), "chunks": list(arr.chunks)}
+    arrays = {name: {"shape": list(arr.shape), "dtype": str(arr.dtype), "chunks": list(arr.chunks)}
+              for name, arr in store.data_arrays().items()}
     return {"path": str(store.path), "rows": store.n_rows, "classes": counts, "layers": store.provenance["layers"],
             "arrays": arrays, "bytes_on_disk": _size_on_disk(store.path), "provenance": store.provenance}
 
@@ -38,7 +35,8 @@ def describe_model(name: str, weights: str | None = None) -> dict[str, Any]:
     import torch
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    from .extract.models import layer_names, load_model
+    from .errors import LayerError
+    from .extract.models import layer_names, layer_node, load_model
     from .extract.probe import Probe
 
     loaded = load_model(name, weights or "random")
@@ -49,13 +47,13 @@ def describe_model(name: str, weights: str | None = None) -> dict[str, Any]:
     layers = [{"name": n, "shape": list(out[n].shape[1:])} for n in names]
     probe = Probe(loaded, [], units=True)
     probe.describe(x)
-    default = None
     try:
         default = loaded.default_layer
-    except Exception:  # noqa: BLE001 - models without a default layer
+    except LayerError:  # models without a default layer
         default = None
+    shape = list(out[layer_node(names, default)].shape[1:]) if default is not None else None
     return {"model": name, "builder": loaded.builder, "family": loaded.family, "input_size": loaded.input_size,
-            "default_layer": default, "layers": layers,
+            "default_layer": default, "default_shape": shape, "layers": layers,
             "units": {"n_units": sum(c for _, c in probe.unit_layers), "relu_calls": len(probe.unit_layers)}}
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "status"]
+
+
+def status(text: str, enabled: bool = True) -> None:
+    """One line of status on stderr (what a long step is doing, what was reused); nothing when disabled."""
+    if enabled:
+        import sys
+
+        print(text, file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -89,7 +89,7 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "bare_seconds": bare_s, "
 
 def accuracy_pass(tmp: Path, rows: int) -> dict:
     """Peak RSS of the accuracy pass at n and 4n rows (same class size), and its rate vs the bare head."""
-    from actstore.store.synthetic import write_synthetic_store
+    from actstore.extract.synthetic import write_synthetic_store
 
     out = {}
     for scale in (1, 4):
@@ -120,7 +120,7 @@ def main() -> None:
 
 def phi_vs_netrep(tmp: Path, rows: int, d: int) -> dict:
     """Φ streamed from a store of ``rows`` x ``d`` against netrep's algorithm in memory, each in its own process."""
-    from actstore.store.synthetic import write_synthetic_store
+    from actstore.extract.synthetic import write_synthetic_store
 
     store = write_synthetic_store(tmp / "z.zarr", classes=100, rows_per_class=rows // 100, channels=d)
     fill = {"here": str(HERE), "store": str(store), "d": d, "tests": str(HERE.parent / "tests")}

@@ -121,7 +121,7 @@ def topic_reads(tmp: Path) -> dict:
     from actstore.interpret.run import shuffled_batches
     from actstore.interpret.topic import TopicModel
     from actstore.store.reader import open_store
-    from actstore.store.synthetic import write_synthetic_store
+    from actstore.extract.synthetic import write_synthetic_store
 
     path = write_synthetic_store(tmp / "maps.zarr", classes=20, rows_per_class=300, channels=512, height=7, width=7)
     store = open_store(path)

@@ -117,7 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
-        from actstore.store.synthetic import write_synthetic_store
+        from actstore.extract.synthetic import write_synthetic_store
 
         store = Path(args.store) if args.store else tmp / "big.zarr"
         if not (store / "zarr.json").exists():

@@ -116,7 +116,7 @@ print(json.dumps({{"seconds": round(t, 2), "n": cs.n,
 
 def store_level(classes: int, tmp: Path) -> dict:
     from actstore import open_store
-    from actstore.store.synthetic import write_synthetic_store
+    from actstore.extract.synthetic import write_synthetic_store
 
     t = time.perf_counter()
     big = write_synthetic_store(tmp / "big.zarr", classes=classes, rows_per_class=1300, channels=512)

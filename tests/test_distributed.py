@@ -16,7 +16,7 @@ import pytest
 
 from actstore import interpret, select_many
 from actstore.scheduler import SchedulerError, check_scheduler
-from actstore.store.synthetic import write_synthetic_store
+from actstore.extract.synthetic import write_synthetic_store
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +83,8 @@ def test_a_worker_killed_mid_run_is_retried(tmp_path, cluster):
 
 
 def test_an_address_that_does_not_answer_is_a_clear_error(small_store):
-    start = time.monotonic()
-    with pytest.raises(SchedulerError, match="no Dask scheduler answers at tcp://127.0.0.1:9"):
+    with pytest.raises(SchedulerError, match=r"no Dask scheduler answers at tcp://127.0.0.1:9 within \d+ s"):
         select_many(small_store, "moderate", [0.5], scheduler="tcp://127.0.0.1:9")
-    assert time.monotonic() - start < 60
 
 
 def test_unknown_scheduler_names_are_refused(small_store):

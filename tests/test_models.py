@@ -42,8 +42,8 @@ def test_unit_counts_match_the_reference(model: str, units: int, default: str) -
     d = describe_model(model)
     assert d["units"]["n_units"] == units
     assert d["default_layer"] == default
-    shapes = {layer["name"]: layer["shape"] for layer in d["layers"]}
-    assert shapes.get(default, [None])[0] in (512, 2048) or default not in shapes
+    side = 14 if model.startswith("vgg") else 7  # VGG: the last conv ReLU, before pool5
+    assert d["default_shape"] == [{"resnet50": 2048}.get(model, 512), side, side]  # (C, H, W) at 224 px
 
 
 def test_weights_file_missing_corrupt_or_foreign(tmp_path: Path) -> None:
@@ -92,8 +92,8 @@ def test_random_init_is_flagged_and_reproducible() -> None:
 
 
 def test_demo_models_reach_95_percent(with_trained: Path) -> None:
-    from actstore.demo.train import _tensors, evaluate_accuracy
+    from actstore.demo.train import digits_tensors, evaluate_accuracy
 
-    xv, yv = _tensors("val")
+    xv, yv = digits_tensors("val")
     for name in ("demo-resnet", "demo-vgg"):
         assert evaluate_accuracy(load_model(name).module, xv, yv) >= 0.95, name

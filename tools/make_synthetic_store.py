@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from actstore.store.synthetic import write_synthetic_store
+from actstore.extract.synthetic import write_synthetic_store
 
 
 def main() -> None:

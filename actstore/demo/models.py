@@ -11,7 +11,9 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.models.vgg import VGG, make_layers
 
-__all__ = ["DemoResNet", "demo_resnet", "demo_vgg", "DEMO_VGG_CFG"]
+__all__ = ["DemoResNet", "demo_resnet", "demo_vgg", "DEMO_VGG_CFG", "DEMO_MODELS", "register"]
+
+DEMO_MODELS = ("demo-resnet", "demo-vgg")
 
 DEMO_VGG_CFG: list[int | str] = [16, "M", 32, "M", 64, 64]
 
@@ -73,3 +75,16 @@ def demo_vgg(num_classes: int = 10) -> VGG:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(m.bias)
     return model
+
+
+def register() -> None:
+    """Entry point (``actstore.models``): make ``demo-resnet`` and ``demo-vgg`` models every verb knows, with
+    their trained weights (trained on the digits once, cached) and the digits' normalisation."""
+    from ..extract.datasets import DIGITS_MEAN, DIGITS_SIZE, DIGITS_STD
+    from ..extract.models import ModelSpec, register_model
+    from .train import demo_weights
+
+    mean, std = (DIGITS_MEAN,) * 3, (DIGITS_STD,) * 3
+    for name, build, family in (("demo-resnet", demo_resnet, "resnet"), ("demo-vgg", demo_vgg, "vgg")):
+        register_model(ModelSpec(name, build, family, DIGITS_SIZE, 10, trained=lambda n=name: demo_weights(n),
+                                 mean=mean, std=std))

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..config import home
+from ..errors import ModelError
+from ..progress import status
 from ..store.lock import WriterLock
 
-__all__ = ["demo_weights", "train_demo_model", "evaluate_accuracy", "TRAIN_SETTINGS"]
+__all__ = ["demo_weights", "train_demo_model", "evaluate_accuracy", "digits_tensors", "TRAIN_SETTINGS"]
 
 TRAIN_SETTINGS: dict[str, Any] = {"epochs": 12, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4,
                                   "shift": 2, "seed": 0}
 MIN_ACCURACY = 0.95
 
 
-def _tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def digits_tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     from ..extract.datasets import resolve_dataset
 
     source = resolve_dataset(f"digits:{split}")
@@ -40,14 +40,14 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> flo
 
 def train_demo_model(builder: str) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``builder`` (demo-resnet or demo-vgg) from a fixed seed; returns it and its metrics."""
-    from ..extract.models import _build
+    from ..extract.models import build_model
 
     s = TRAIN_SETTINGS
     torch.manual_seed(s["seed"])
     gen = torch.Generator().manual_seed(s["seed"])
-    x, y = _tensors("train")
-    xv, yv = _tensors("val")
-    model = _build(builder, 10)
+    x, y = digits_tensors("train")
+    xv, yv = digits_tensors("val")
+    model = build_model(builder, 10)
     opt = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
     steps = s["epochs"] * -(-len(x) // s["batch_size"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s["lr"], total_steps=steps)
@@ -81,12 +81,12 @@ def demo_weights(builder: str) -> Path:
     with WriterLock(lock_dir, f"demo model {builder}"):
         if path.is_file():  # another process trained it while we waited
             return path
-        print(f"training {builder} on digits (once; cached in {folder})...", file=sys.stderr, flush=True)
+        status(f"training {builder} on digits (once; cached in {folder})...")
         model, metrics = train_demo_model(builder)
         if metrics["val_accuracy"] < MIN_ACCURACY:
-            raise RuntimeError(f"{builder} reached only {metrics['val_accuracy']:.3f} validation accuracy")
-        print(f"{builder}: validation accuracy {metrics['val_accuracy']:.3f} "
-              f"({metrics['train_seconds']} s)", file=sys.stderr, flush=True)
+            raise ModelError(f"{builder} reached only {metrics['val_accuracy']:.3f} validation accuracy after "
+                             "training; the demo's data or settings changed")
+        status(f"{builder}: validation accuracy {metrics['val_accuracy']:.3f} ({metrics['train_seconds']} s)")
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         os.close(fd)
         torch.save(model.state_dict(), tmp)
@@ -101,7 +101,3 @@ def demo_metrics(builder: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-if __name__ == "__main__":  # pragma: no cover - manual check
-    for b in ("demo-resnet", "demo-vgg"):
-        _, m = train_demo_model(b)
-        print(b, m, np.round(m["val_accuracy"], 4))

@@ -23,7 +23,7 @@ from ..config import home
 from ..device import resolve_device
 from ..errors import DatasetError, StoreError, StoreExistsError
 from ..location import Location, exists, location, upload
-from ..store.reader import ActivationStore, read_provenance
+from ..store.reader import ActivationStore, open_store, read_provenance
 from ..store.schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
 from ..store.writer import StoreWriter
 from .datasets import DatasetSource, collate_rows, resolve_dataset
@@ -44,7 +44,7 @@ class ExtractResult:
 
     @property
     def store(self) -> ActivationStore:
-        return ActivationStore(self.path)
+        return open_store(self.path)
 
 
 def package_versions() -> dict[str, str]:

@@ -1,14 +1,18 @@
-"""Model registry: torchvision classification builders by name, plus the demo models.
+"""Model registry: torchvision classification builders by name, plus models other packages register.
 
 Weights come from a local state-dict file, from torchvision's weights enum when its file is
-already in the local torch cache (never a download), or from random init (flagged in the
-provenance). Layer names are torchvision FX node names (``get_graph_node_names``).
+already in the local torch cache (never a download), from a registered model's own trained
+weights, or from random init (flagged in the provenance). Layer names are torchvision FX node
+names (``get_graph_node_names``). Other models register themselves as plugins: a function that calls
+:func:`register_model`, named in the ``actstore.models`` entry-point group of a package's metadata (the
+embedded demo models are one: ``actstore.demo.models:register`` in this package's pyproject.toml).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +22,48 @@ from torch import nn
 
 from ..errors import LayerError, ModelError, WeightsError
 
-__all__ = ["LoadedModel", "load_model", "list_models", "layer_names", "valid_layers", "layer_node", "file_sha256",
-           "DEMO_MODELS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["LoadedModel", "ModelSpec", "register_model", "registered_models", "build_model", "load_model",
+           "list_models", "layer_names", "valid_layers", "layer_node", "file_sha256", "IMAGENET_MEAN",
+           "IMAGENET_STD", "ENTRY_POINTS"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEMO_MODELS = ("demo-resnet", "demo-vgg")
 RANDOM_INIT_SEED = 0
+ENTRY_POINTS = "actstore.models"  # a plugin's entry point names a function that calls register_model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model that is not a torchvision builder: how to build it and what its weights and inputs are."""
+
+    name: str
+    build: Callable[[int], nn.Module]  # num_classes -> an untrained module
+    family: str  # "resnet", "vgg" or "other": where its head and VEBI's ReLU calls are
+    input_size: int
+    num_classes: int
+    trained: Callable[[], Path] | None = None  # path of its own trained weights (``--weights trained``), made if needed
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+_REGISTERED: dict[str, ModelSpec] = {}
+_PLUGINS_LOADED: list[bool] = []
+
+
+def register_model(spec: ModelSpec) -> None:
+    """Make ``spec.name`` a model every verb knows (``--model NAME``)."""
+    _REGISTERED[spec.name] = spec
+
+
+def registered_models() -> dict[str, ModelSpec]:
+    """The registered (non-torchvision) models, the plugins' entry points loaded once."""
+    if not _PLUGINS_LOADED:
+        from importlib.metadata import entry_points
+
+        _PLUGINS_LOADED.append(True)
+        for ep in entry_points(group=ENTRY_POINTS):
+            ep.load()()
+    return dict(_REGISTERED)
 
 
 @dataclass
@@ -35,7 +74,7 @@ class LoadedModel:
     builder: str
     module: nn.Module
     family: str  # "resnet", "vgg" or "other"
-    weights: str  # "random", a file path, an enum name, or "demo"
+    weights: str  # "random", a file path, an enum name, or "trained" (a registered model's own)
     weights_sha256: str | None
     num_classes: int
     input_size: int
@@ -69,18 +108,19 @@ class LoadedModel:
 
 
 def list_models() -> list[str]:
-    """Every model name ``load_model`` knows without a catalog: demo models and torchvision classifiers."""
+    """Every model name ``load_model`` knows without a catalog: registered models and torchvision classifiers."""
     import torchvision
 
-    return [*DEMO_MODELS, *torchvision.models.list_models(module=torchvision.models)]
+    return [*registered_models(), *torchvision.models.list_models(module=torchvision.models)]
 
 
 def _family(builder: str) -> str:
-    if builder == "demo-resnet" or builder.startswith(("resnet", "resnext", "wide_resnet")):
+    spec = registered_models().get(builder)
+    if spec is not None:
+        return spec.family
+    if builder.startswith(("resnet", "resnext", "wide_resnet")):
         return "resnet"
-    if builder == "demo-vgg" or builder.startswith("vgg"):
-        return "vgg"
-    return "other"
+    return "vgg" if builder.startswith("vgg") else "other"
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -127,15 +167,11 @@ def _load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, n
         raise WeightsError(f"weights {source} do not fit model '{name}': {detail}") from None
 
 
-def _build(builder: str, num_classes: int) -> nn.Module:
-    if builder == "demo-resnet":
-        from ..demo.models import demo_resnet
-
-        return demo_resnet(num_classes)
-    if builder == "demo-vgg":
-        from ..demo.models import demo_vgg
-
-        return demo_vgg(num_classes)
+def build_model(builder: str, num_classes: int) -> nn.Module:
+    """An untrained ``builder`` (a registered model or a torchvision builder) with ``num_classes`` outputs."""
+    spec = registered_models().get(builder)
+    if spec is not None:
+        return spec.build(num_classes)
     import torchvision
 
     return torchvision.models.get_model(builder, weights=None, num_classes=num_classes)
@@ -151,20 +187,7 @@ def _resolve_name(name: str, weights: str | None, num_classes: int | None, catal
     return name, weights, num_classes
 
 
-def load_model(
-    name: str,
-    weights: str | None = None,
-    *,
-    num_classes: int | None = None,
-    catalog: Any = None,
-) -> LoadedModel:
-    """Build ``name`` (a catalog model, a demo model or a torchvision builder) with ``weights``.
-
-    ``weights``: ``None`` (demo models: their trained weights; torchvision: the builder's DEFAULT
-    enum from the local cache), ``"random"``, a state-dict file, or an enum name
-    (``IMAGENET1K_V1``, ``ResNet18_Weights.IMAGENET1K_V1``).
-    """
-    builder, weights, num_classes = _resolve_name(name, weights, num_classes, catalog)
+def _check_known(name: str, builder: str) -> None:
     known = list_models()
     if builder not in known:
         import difflib
@@ -172,58 +195,85 @@ def load_model(
         close = difflib.get_close_matches(builder, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown model '{name}'{hint} Known: {', '.join(known)}")
-    family = _family(builder)
-    is_demo = builder in DEMO_MODELS
-    weights = weights or ("demo" if is_demo else "DEFAULT")
-    input_size = 32 if is_demo else 224
-    preprocessing: dict[str, Any] = {}
-    transform = None
-    sha: str | None = None
 
+
+@dataclass
+class _Built:
+    module: nn.Module
+    weights: str
+    sha: str | None
+    num_classes: int
+    transform: Any = None
+
+
+def _random(builder: str, num_classes: int) -> _Built:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)  # reproducible, so a resumed extraction sees the same net
+        module = build_model(builder, num_classes)
+    return _Built(module, "random", _state_sha256(module), num_classes)
+
+
+def _from_file(name: str, builder: str, path: Path, num_classes: int | None, default_classes: int,
+               label: str | None = None) -> _Built:
+    state = _read_state_dict(path)
+    classes = num_classes or _classes_in(state) or default_classes
+    module = build_model(builder, classes)
+    _load_into(module, state, f"file {path}", name)
+    return _Built(module, label or str(path.resolve()), file_sha256(path), classes)
+
+
+def _from_enum(name: str, builder: str, weights: str) -> _Built:
+    enum = _weights_enum(builder, weights)
+    path = _cached_weights_file(enum, builder)
+    state = _read_state_dict(path)
+    classes = len(enum.meta["categories"])
+    module = build_model(builder, classes)
+    _load_into(module, state, f"{enum} ({path})", name)
+    return _Built(module, str(enum), file_sha256(path), classes, enum.transforms())
+
+
+def _weights(name: str, builder: str, weights: str | None, num_classes: int | None) -> _Built:
+    """The module with ``weights``: random, a registered model's own, a state-dict file, or a torchvision enum."""
+    spec = registered_models().get(builder)
+    default_classes = spec.num_classes if spec is not None else 1000
+    if spec is not None and weights in (None, "trained", "demo"):
+        if spec.trained is None:
+            raise WeightsError(f"model '{builder}' has no trained weights of its own; pass --weights FILE or random")
+        return _from_file(name, builder, spec.trained(), num_classes, default_classes, label="trained")
+    weights = weights or "DEFAULT"
     if weights == "random":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)  # reproducible, so a resumed extraction sees the same net
-            module = _build(builder, num_classes or (10 if is_demo else 1000))
-        sha = _state_sha256(module)
-    elif weights == "demo" or Path(weights).suffix in (".pt", ".pth") or os.sep in weights:
-        if weights == "demo":
-            if not is_demo:
-                raise WeightsError(f"weights 'demo' exist only for {', '.join(DEMO_MODELS)}")
-            from ..demo.train import demo_weights
+        return _random(builder, num_classes or default_classes)
+    if Path(weights).suffix in (".pt", ".pth") or os.sep in weights:
+        return _from_file(name, builder, Path(weights).expanduser(), num_classes, default_classes)
+    if spec is not None:
+        raise WeightsError(f"model '{builder}' takes weights 'trained', 'random' or a file, not '{weights}'")
+    return _from_enum(name, builder, weights)
 
-            path = demo_weights(builder)
-        else:
-            path = Path(weights).expanduser()
-        state = _read_state_dict(path)
-        num_classes = num_classes or _classes_in(state) or (10 if is_demo else 1000)
-        module = _build(builder, num_classes)
-        _load_into(module, state, f"file {path}", name)
-        sha = file_sha256(path)
-        weights = "demo" if weights == "demo" else str(path.resolve())
-    else:
-        if is_demo:
-            raise WeightsError(f"demo models take weights 'demo', 'random' or a file, not '{weights}'")
-        enum = _weights_enum(builder, weights)
-        path = _cached_weights_file(enum, builder)
-        state = _read_state_dict(path)
-        module = _build(builder, len(enum.meta["categories"]))
-        _load_into(module, state, f"{enum} ({path})", name)
-        sha = file_sha256(path)
-        num_classes = len(enum.meta["categories"])
-        transform = enum.transforms()
-        weights = str(enum)
-    if transform is not None:
-        preprocessing = {"transform": " ".join(repr(transform).split())}
-    else:  # a weights file or random init brings no transforms: the standard ones for the input size
-        from .datasets import DIGITS_MEAN, DIGITS_STD, make_transform
 
-        transform, preprocessing = (make_transform(32, 32, (DIGITS_MEAN,) * 3, (DIGITS_STD,) * 3) if is_demo
-                                    else make_transform(256, 224, IMAGENET_MEAN, IMAGENET_STD))
-    module.eval()
-    n_out = num_classes if num_classes is not None else 1000
-    return LoadedModel(name=name, builder=builder, module=module, family=family, weights=weights,
-                       weights_sha256=sha, num_classes=n_out, input_size=input_size,
-                       preprocessing=preprocessing, transform=transform)
+def load_model(name: str, weights: str | None = None, *, num_classes: int | None = None,
+               catalog: Any = None) -> LoadedModel:
+    """Build ``name`` (a catalog model, a registered model or a torchvision builder) with ``weights``.
+
+    ``weights``: ``None`` (registered models: their trained weights; torchvision: the builder's DEFAULT
+    enum from the local cache), ``"random"``, ``"trained"``, a state-dict file, or an enum name
+    (``IMAGENET1K_V1``, ``ResNet18_Weights.IMAGENET1K_V1``).
+    """
+    builder, weights, num_classes = _resolve_name(name, weights, num_classes, catalog)
+    _check_known(name, builder)
+    spec = registered_models().get(builder)
+    built = _weights(name, builder, weights, num_classes)
+    built.module.eval()
+    if built.transform is not None:
+        transform, preprocessing = built.transform, {"transform": " ".join(repr(built.transform).split())}
+    else:  # a weights file, trained or random weights bring no transforms: the standard ones for the input size
+        from .datasets import make_transform
+
+        transform, preprocessing = (make_transform(spec.input_size, spec.input_size, spec.mean, spec.std)
+                                    if spec is not None else make_transform(256, 224, IMAGENET_MEAN, IMAGENET_STD))
+    return LoadedModel(name=name, builder=builder, module=built.module, family=_family(builder),
+                       weights=built.weights, weights_sha256=built.sha, num_classes=built.num_classes,
+                       input_size=spec.input_size if spec is not None else 224, preprocessing=preprocessing,
+                       transform=transform)
 
 
 def _weights_enum(builder: str, weights: str) -> Any:

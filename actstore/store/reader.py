@@ -40,16 +40,13 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 class ActivationStore:
-    """A finished store. Nothing here loads a whole layer: ``maps``/``pooled`` return dask arrays.
-    ``path`` is a local Path or an fsspec URL string (``s3://bucket/x.zarr``)."""
+    """A finished store, opened by :func:`open_store`. Nothing here loads a whole layer: ``maps``/``pooled``
+    return dask arrays. ``path`` is a local Path or an fsspec URL string (``s3://bucket/x.zarr``)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path: Location = location(path)
-        self.provenance = read_provenance(self.path)
-        status = self.provenance.get("status")
-        if status != "complete":
-            raise StoreIncompleteError(f"{self.path}: store status is '{status}', not 'complete'")
-        self.group = zarr.open_group(zarr_store(self.path), mode="r")
+    def __init__(self, path: Location, provenance: dict[str, Any], group: zarr.Group) -> None:
+        self.path = path
+        self.provenance = provenance
+        self.group = group
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:  # pickled by location: a worker opens the store itself
         return open_store, (str(self.path),)
@@ -171,7 +168,36 @@ class ActivationStore:
         if not self.has_units:
             raise StoreError(f"{self.path}: no unit features; extract with --units")
 
+    # -- the raw zarr arrays, by meaning (the layout's paths are spelled only in store/) -----------------
+    def maps_array(self, layer: str | None = None) -> zarr.Array:
+        """``layer``'s spatial maps (N, H, W, D) as the zarr array (default: the last layer)."""
+        return self.array(f"layers/{self._layer(layer)}/maps")
+
+    def pooled_array(self, layer: str | None = None) -> zarr.Array:
+        """``layer``'s pooled activations (N, D) as the zarr array (default: the last layer)."""
+        return self.array(f"layers/{self._layer(layer)}/pooled")
+
+    def logits_array(self) -> zarr.Array:
+        """The model's logits (N, K) as the zarr array."""
+        return self.array("samples/logits")
+
+    def energy_array(self) -> zarr.Array:
+        """VEBI's unit features (N, P) as the zarr array."""
+        self._require_units()
+        return self.array("units/energy")
+
+    def data_arrays(self) -> dict[str, zarr.Array]:
+        """The per-row data arrays by path: logits, each layer's maps and pooled, the unit features."""
+        paths = ["samples/logits", *[f"layers/{layer}/{k}" for layer in self.layers for k in ("maps", "pooled")],
+                 *(["units/energy"] if self.has_units else [])]
+        return {p: self.array(p) for p in paths}
+
 
 def open_store(path: str | os.PathLike[str]) -> ActivationStore:
-    """Open a finished activation store for reading."""
-    return ActivationStore(path)
+    """Open a finished activation store for reading (its provenance checked: a store, and complete)."""
+    loc = location(path)
+    provenance = read_provenance(loc)
+    status = provenance.get("status")
+    if status != "complete":
+        raise StoreIncompleteError(f"{loc}: store status is '{status}', not 'complete'")
+    return ActivationStore(loc, provenance, zarr.open_group(zarr_store(loc), mode="r"))

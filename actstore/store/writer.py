@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ..errors import OutputNotWritableError, StoreExistsError
+from ..errors import OutputNotWritableError, StoreExistsError, StoreIncompleteError
 from .lock import WriterLock
 from .schema import SCHEMA_VERSION, StoreSpec, codecs_for
 
@@ -183,7 +183,8 @@ class StoreWriter:
         """Mark complete and move ``PATH.partial`` to ``PATH`` (replacing an old store only now)."""
         missing = self.pending_blocks()
         if missing:
-            raise RuntimeError(f"cannot finalize {self.path}: {len(missing)} blocks not written")
+            raise StoreIncompleteError(f"cannot finalize {self.path}: {len(missing)} blocks not written; "
+                                       "rerun the same command to write them")
         attrs = dict(self.group.attrs["actstore"])
         attrs.update(extra or {}, status="complete")
         self.group.attrs["actstore"] = attrs
