@@ -9,6 +9,12 @@ from pathlib import Path
 import pytest
 
 SMALL = "synthetic:n=40,classes=4,size=32,seed=1"
+EXPERIMENT = {
+    "models": ["demo-vgg"], "interpreters": ["ice", "vebi", "topic"], "selectors": ["random", "dgpruning"],
+    "rates": [0.1, 0.5], "alphas": [1.0, 0.5], "transfer": False,
+    "params": {"ice": {"n_components": 4, "max_iter": 50}, "vebi": {"units_per_class": 2},
+               "topic": {"n_topics": 6, "epochs": 2, "batch_size": 128, "hidden": 16, "lr": 0.01}},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +61,26 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = extract("demo-resnet", SMALL, d / "s.zarr", layers=["layer2", "layer3"], units=True,
                      weights="random", block_rows=8, batch_size=5, catalog=d / "catalog.yaml", progress=False)
     return result.path
+
+
+@pytest.fixture(scope="session")
+def experiment_run(tmp_path_factory: pytest.TempPathFactory, trained_models: Path) -> Path:
+    """The results.csv of one small experiment (demo-vgg, the three interpreters, two selectors at two rates),
+    run once for the session with its own home and catalog; copy the folder before changing anything in it."""
+    import yaml
+
+    from actstore.evaluate.config import ExperimentConfig
+    from actstore.evaluate.experiment import run_experiment
+
+    root = tmp_path_factory.mktemp("experiment")
+    shutil.copytree(trained_models, root / "home" / "models")
+    old = os.environ.get("ACTSTORE_HOME")
+    os.environ["ACTSTORE_HOME"] = str(root / "home")
+    try:
+        (root / "exp.yaml").write_text(yaml.safe_dump({**EXPERIMENT, "out": "res"}))
+        return run_experiment(ExperimentConfig.load(root / "exp.yaml"), root / "catalog.yaml", progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("ACTSTORE_HOME", None)
+        else:
+            os.environ["ACTSTORE_HOME"] = old

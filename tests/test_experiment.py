@@ -15,21 +15,12 @@ from actstore import Catalog
 from actstore.errors import ActstoreError
 from actstore.evaluate.config import ExperimentConfig
 from actstore.evaluate.experiment import run_experiment
-from actstore.report import write_report
 
-CONFIG = {
-    "models": ["demo-vgg"], "interpreters": ["ice", "vebi", "topic"], "selectors": ["random", "dgpruning"],
-    "rates": [0.1, 0.5], "alphas": [1.0, 0.5], "transfer": False,
-    "params": {"ice": {"n_components": 4, "max_iter": 50}, "vebi": {"mu": 0.01},
-               "topic": {"n_topics": 6, "epochs": 2, "batch_size": 128, "hidden": 16, "lr": 0.01}},
-}
+from conftest import EXPERIMENT as CONFIG
 
 
-def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
-    cfg_path = tmp_path / "exp.yaml"
-    cfg_path.write_text(yaml.safe_dump({**CONFIG, "out": "res"}))
-    catalog = tmp_path / "catalog.yaml"
-    results = run_experiment(ExperimentConfig.load(cfg_path), catalog, progress=False)
+def test_experiment_runs_and_records_what_each_number_needs(experiment_run):
+    results = experiment_run
     rows = list(csv.DictReader(open(results)))
     # 3 interpreters x (full + 2 selectors x 2 rates) x 10 classes x 2 alphas, + 2 VEBI baselines
     assert len(rows) == 3 * 5 * 10 * 2 + 2 * 10 * 2
@@ -49,32 +40,35 @@ def test_experiment_runs_resumes_and_reports(tmp_path, with_trained):
     small, big = ([float(r["bytes_read"]) for r in fitted if r["interpreter"] == "ice" and r["selector"] == "random"
                    and float(r["rate"]) == rate] for rate in (0.1, 0.5))
     assert np.mean(small) < np.mean(big)  # bytes grow with ρ
+    # validity (issue 10): units, convergence, the calibrated μ and the noise floor on every fitted row
+    mus = {r["mu"] for r in vebi if r["selector"] not in ("unmodified", "random-units")}
+    assert len(mus) == 1 and float(mus.pop()) > 0  # one calibrated μ for the full data and every coreset
+    full_units = [int(float(r["units"])) for r in vebi if r["selector"] == "full"]
+    assert sorted(full_units)[len(full_units) // 2] >= 2  # half the classes keep the asked 2 units
+    assert {float(r["units"]) for r in fitted if r["interpreter"] == "ice"} == {4.0}
+    assert all(r["converged"] in ("True", "False") and int(float(r["n_iter"])) >= 0 for r in fitted)
+    assert all(float(r["phi_floor"]) == 0 for r in fitted if r["interpreter"] in ("ice", "vebi"))  # deterministic
+    topic_floor = [float(r["phi_floor"]) for r in fitted if r["interpreter"] == "topic"]
+    assert all(f == topic_floor[0] or np.isfinite(f) for f in topic_floor) and max(topic_floor) > 0
+
+
+def test_a_rerun_reuses_every_artifact(experiment_run, monkeypatch):
+    root = experiment_run.parent.parent
+    catalog = root / "catalog.yaml"
     n_features = len(Catalog.load(catalog).entries("features"))
     assert n_features == 3 * 5 + 1  # and the topic model's noise-floor fit (ICE at D = 64 and VEBI are deterministic)
-    again = run_experiment(ExperimentConfig.load(cfg_path), catalog, progress=False)  # reuses everything
+    monkeypatch.setenv("ACTSTORE_HOME", str(root / "home"))
+    again = run_experiment(ExperimentConfig.load(root / "exp.yaml"), catalog, progress=False)
     assert len(Catalog.load(catalog).entries("features")) == n_features
-    rerun = list(csv.DictReader(open(again)))
-    diff = [(a, b) for a, b in zip(rows, rerun, strict=True) if a != b]
-    assert not diff, diff[:2]
-    units = list(csv.DictReader(open(results.parent / "vebi_units.csv")))
+    assert again.read_text() == experiment_run.read_text()
+    units = list(csv.DictReader(open(experiment_run.parent / "vebi_units.csv")))
     assert {u["selector"] for u in units} >= {"full", "random", "dgpruning"}
     assert all(float(u["coverage"]) == 1.0 for u in units if u["selector"] == "full" and int(u["units"]) > 0)
     full_layers = [u["layer"] for u in units if u["selector"] == "full"]  # every ReLU call, in forward order
     assert full_layers[0] == "features.2" and [int(u["position"]) for u in units if u["selector"] == "full"] == \
         list(range(len(full_layers)))
     for method in ("ice", "vebi", "topic"):
-        assert (results.parent / "heatmaps" / f"demo-vgg.{method}.npz").stat().st_size > 1000
-    page = write_report(results)
-    for method in ("ice", "vebi", "topic"):
-        assert (results.parent / "heatmaps" / f"demo-vgg.{method}.png").stat().st_size > 1000
-    assert page.read_text().count("data:image/png;base64") >= 3 + 6
-    foreign = results.parent / "foreign.csv"  # another run's store in a table beside this provenance
-    foreign.write_text(results.read_text().replace(rows[0]["val_store"], "0123456789abcdef"))
-    with pytest.raises(ActstoreError, match="0123456789abcdef, which .* does not list"):
-        write_report(foreign)
-    assert (results.parent / "vebi_units.png").exists()
-    assert page.exists() and (results.parent / "table1.md").exists() and (results.parent / "phi_vs_rate.png").exists()
-    assert "Table 1" in page.read_text() and "data:image/png;base64" in page.read_text()
+        assert (experiment_run.parent / "heatmaps" / f"demo-vgg.{method}.npz").stat().st_size > 1000
 
 
 @pytest.mark.parametrize(("patch", "message"), [

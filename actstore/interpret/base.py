@@ -66,6 +66,8 @@ class Interpreter:
     excluded: ClassVar[tuple[str, ...]] = ()  # estimator parameters the store level supplies itself
     unrecorded: ClassVar[tuple[str, ...]] = ()  # estimator parameters that do not change R
     spatial: ClassVar[bool] = True  # fitted on one layer's spatial maps (its features record the layer)
+    label: ClassVar[str] = ""  # how reports name it
+    accuracy_protocol: ClassVar[str] = ""  # what its accuracy measures, in words, for reports
 
     # -- parameters -----------------------------------------------------------------------------------
     def estimator_defaults(self) -> dict[str, Any]:

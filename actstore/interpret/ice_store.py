@@ -77,6 +77,9 @@ def _fit_classes(path: str, layer: str, c0: int, c1: int, per_class: list[list[n
 @register
 class ICEInterpreter(Interpreter):
     name = "ice"
+    label = "ICE"
+    accuracy_protocol = ("the head classifies Z, each validation map projected on the concepts of its own class (the reference"
+                         " protocol: the class is given, so the accuracy is that of a class-specific reconstruction)")
     estimator = ICE
     options: ClassVar[dict[str, tuple[list[Any], Any]]] = {
         "memory_limit": ([Interval(Integral, 1, None, closed="left")], 2**30)}  # bytes of a class read at once

@@ -64,9 +64,10 @@ class _Topics(nn.Module):
 
     @staticmethod
     def reconstruct_with(f: torch.Tensor, c_hat: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
-                         threshold: float) -> torch.Tensor:
-        """g(v(f)): truncated, normalised topic scores through the bias-free network."""
-        s, s_n = _Topics.scores(f, c_hat)
+                         threshold: float, scores: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """g(v(f)): truncated, normalised topic scores through the bias-free network (``scores``: (s, s_n)
+        of ``f`` when already computed)."""
+        s, s_n = scores if scores is not None else _Topics.scores(f, c_hat)
         v0 = s * (s_n > threshold)
         v = v0 / (v0.sum(dim=-1, keepdim=True) + 1e-3)
         return torch.relu(v @ w1) @ w2
@@ -204,6 +205,7 @@ class TopicModel(BaseEstimator):
                 self._epoch(net, head, opt, batches(epoch), dev, losses, budget)
                 epoch += 1
         self.n_iter_ = len(losses)
+        self.loss_curve_ = np.asarray(losses)
         self.converged_ = plateau(losses, self.tol)
         self.n_features_in_ = int(channels)
         self._keep(net.cpu())
@@ -216,13 +218,14 @@ class TopicModel(BaseEstimator):
         for maps, labels in batches:
             if budget is not None and len(losses) >= budget:
                 break
-            f = to_device(np.asarray(maps), dev, torch.float32)
-            y = to_device(np.asarray(labels, np.int64), dev)
-            if not torch.isfinite(f).all():
+            maps = np.asarray(maps)
+            if not np.isfinite(maps).all():
                 raise InterpretError("maps hold NaN or Inf")
+            f = to_device(maps, dev, torch.float32)
+            y = to_device(np.asarray(labels, np.int64), dev)
             c_hat = net.normalised()
-            _, s_n = net.scores(f, c_hat)
-            logits = head(net.reconstruct_with(f, c_hat, net.w1, net.w2, self.threshold))
+            s, s_n = net.scores(f, c_hat)
+            logits = head(net.reconstruct_with(f, c_hat, net.w1, net.w2, self.threshold, (s, s_n)))
             k = min(self.top_k, s_n[..., 0].numel())
             topk = s_n.reshape(-1, self.n_topics).topk(k, dim=0).values.mean(dim=0)
             loss = (nn.functional.cross_entropy(logits, y) - self.lambda1 * topk.mean()

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import InterpretError
 from ..params import Integral, Interval
 from ..store.reader import ActivationStore
 from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, register, spatial_maps,
@@ -28,17 +29,26 @@ __all__ = ["TopicInterpreter", "shuffled_batches"]
 def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size: int, buffer_rows: int,
                      seed: int, stats: dict[str, float] | None = None) -> Callable[[int], Iterator[Any]]:
     """Minibatches of ``arr[rows]`` through a shuffle buffer: each epoch reads the chunks holding
-    ``rows`` once, in a seeded random order, and shuffles ``buffer_rows`` rows at a time."""
+    ``rows`` once, in a seeded random order, and shuffles ``buffer_rows`` rows at a time. A selection
+    that fits in the buffer is read once and kept: later epochs shuffle it again without reading."""
     chunk = arr.chunks[0]
     by_chunk = {int(c): rows[rows // chunk == c] for c in np.unique(rows // chunk)}
+    kept: dict[int, np.ndarray] | None = {} if len(rows) <= buffer_rows else None
 
     def read(part: np.ndarray) -> np.ndarray:
+        key = int(part[0] // chunk)
+        if kept is not None and key in kept:
+            return kept[key]
         t0 = time.perf_counter()
         contiguous = part[-1] - part[0] + 1 == part.size
         x = np.asarray(arr[int(part[0]):int(part[-1]) + 1] if contiguous else arr.oindex[part], np.float32)
+        if not np.isfinite(x).all():
+            raise InterpretError(f"maps hold NaN or Inf in rows {int(part[0])}..{int(part[-1])}")
         if stats is not None:
             stats["read_seconds"] = stats.get("read_seconds", 0.0) + time.perf_counter() - t0
             stats["bytes_read"] = stats.get("bytes_read", 0.0) + x.size * arr.dtype.itemsize
+        if kept is not None:
+            kept[key] = x
         return x
 
     def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -64,6 +74,8 @@ def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size:
 @register
 class TopicInterpreter(Interpreter):
     name = "topic"
+    label = "topic model"
+    accuracy_protocol = ("the head classifies g(v(A)), the maps rebuilt from their topic scores (the completeness accuracy)")
     estimator = TopicModel
     options: ClassVar[dict[str, tuple[list[Any], Any]]] = {
         "buffer_rows": ([Interval(Integral, 1, None, closed="left")], 4096)}  # rows shuffled together

@@ -153,6 +153,9 @@ def _channels_of(maps: UnitMaps, layer: str, wanted: np.ndarray) -> np.ndarray:
 @register
 class VEBIInterpreter(Interpreter):
     name = "vebi"
+    label = "VEBI"
+    accuracy_protocol = ("the class's relevant units are switched off in the head's layer before the head classifies; a drop "
+                         "against the unmodified model and against as many random units shows the units matter")
     estimator = VEBI
     options: ClassVar[dict[str, tuple[list[Any], Any]]] = {
         "labels": ([StrOptions({"predicted", "true"})], "predicted"),  # the model's predicted class, or ground truth

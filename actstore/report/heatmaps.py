@@ -38,16 +38,25 @@ def overlay(image: np.ndarray, H: np.ndarray, alpha: float = 0.5) -> np.ndarray:
 
 def heatmap_grid(images: list[np.ndarray], columns: dict[str, list[np.ndarray]], k: int, title: str,
                  row_labels: list[str]) -> bytes:
-    """A PNG: one row per image, one column per labelled list of Z (one Z per image)."""
+    """A PNG: one row per image (labelled), one column per labelled list of Z (one Z per image), a colour bar."""
+    from matplotlib import cm, colors
+
     n, m = len(images), len(columns)
-    fig, axes = subplots(n, m, figsize=(1.6 * m, 1.6 * n + 0.4), squeeze=False)
+    fig, axes = subplots(n, m + 1, figsize=(1.9 * m + 0.9, 1.75 * n + 0.6), squeeze=False,
+                         gridspec_kw={"width_ratios": [1] * m + [0.12]})
     for j, (label, zs) in enumerate(columns.items()):
-        axes[0][j].set_title(label, fontsize=7)
-        for i, (img, Z) in enumerate(zip(images, zs, strict=True)):
+        axes[0][j].set_title(label, fontsize=8)
+        for i, (img, Z) in enumerate(zip(images, zs, strict=False)):
             axes[i][j].imshow(overlay(img, heatmap(Z, k)))
             axes[i][j].set_xticks([])
             axes[i][j].set_yticks([])
             if j == 0:
                 axes[i][j].set_ylabel(row_labels[i], fontsize=7)
+    for i in range(n):
+        axes[i][m].set_axis_off()
+    bar = fig.colorbar(cm.ScalarMappable(colors.Normalize(0, 1), "jet"), ax=[axes[i][m] for i in range(n)],
+                       fraction=1.0, aspect=30)
+    bar.set_label(f"max of the top-{k} maps, scaled 0-1 per image", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=9)
-    return to_png(fig, 90)
+    return to_png(fig, 100, layout=False)

@@ -18,9 +18,10 @@ def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | N
     return fig, fig.subplots(nrows, ncols, squeeze=squeeze, **kwargs)
 
 
-def to_png(fig: Any, dpi: int) -> bytes:
-    """The figure as PNG bytes, laid out tightly."""
+def to_png(fig: Any, dpi: int, layout: bool = True) -> bytes:
+    """The figure as PNG bytes, laid out tightly (``layout=False``: the caller laid it out)."""
     buf = io.BytesIO()
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

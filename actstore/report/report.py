@@ -1,160 +1,202 @@
-"""``actstore report RESULTS``: Table 1 (robustness), figures (Φ, accuracy, transfer, cost vs ρ), one HTML page."""
+"""``actstore report RESULTS``: Table 1, the figures with captions, the §4.7 heatmaps and one self-contained
+HTML page a reviewer reads: a title, what was run, what the numbers say (and every warning), Table 1 as the
+paper prints it, the figures, and the provenance.
+
+Files are written into the output folder (default: beside the results) under fixed names (``report.html``,
+``table1.csv``, ``table1.md``, ``figures/*.png``, ``heatmaps/*.png``), each written beside and renamed into
+place; nothing else in the folder is touched or deleted.
+"""
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
+import io
 import json
 import os
-from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..errors import ResultsError
 from ..evaluate.heatmap_data import load_heatmap_data
-from ..evaluate.results import BASELINES, read_results
+from ..evaluate.results import read_results
+from .figures import Styles, rate_figure, units_figure
 from .heatmaps import heatmap_grid
-from .png import subplots, to_png
+from .narrative import findings, warnings, what_was_run
+from .page import page
+from .tables import ROBUST_RATES, floors, pivot, robustness_table
 
-__all__ = ["robustness_table", "write_report"]
+__all__ = ["robustness_table", "write_report", "Figure"]
 
-ROBUST_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
-
-
-def _per_rate(rows: list[dict[str, Any]], value: str) -> dict[tuple[str, str, str, float], dict[float, float]]:
-    """{(model, interpreter, selector, α): {ρ: mean over classes (and seeds) of ``value``}}."""
-    acc: dict[tuple[str, str, str, float], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        acc[(r["model"], r["interpreter"], r["selector"], r["alpha"])][r["rate"]].append(r[value])
-    return {k: {rate: _mean(v) for rate, v in sorted(d.items())} for k, d in acc.items()}
+Figure = tuple[str, bytes, str]  # (file name, PNG, caption)
 
 
-def _mean(values: list[float]) -> float:
-    """The mean over the finite values; NaN (undefined Φ, no accuracy) when there is none."""
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+def _write(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+    os.replace(tmp, path)
 
 
-def robustness_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Paper Table 1: mean ± std over ρ in 10..50 % of the class-averaged Φ, per model x interpreter x selector."""
-    out = []
-    for (model, interp, sel, alpha), by_rate in sorted(_per_rate(rows, "phi").items()):
-        vals = [v for rate, v in by_rate.items() if any(abs(rate - r) < 1e-9 for r in ROBUST_RATES)]
-        if sel in ("full", *BASELINES) or not vals:
-            continue
-        out.append({"model": model, "interpreter": interp, "selector": sel, "alpha": alpha,
-                    "phi_mean": _mean(vals), "phi_std": float(np.std([v for v in vals if np.isfinite(v)]))
-                    if any(np.isfinite(vals)) else float("nan"), "rates": len(vals)})
-    return out
-
-
-def _figure(rows: list[dict[str, Any]], value: str, transfer: bool, title: str) -> bytes:
-    series = _per_rate(rows, value)
-    panels = sorted({(m, i) for (m, i, _, _) in series})
-    fig, axes = subplots(1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.2), squeeze=False)
-    for ax, (model, interp) in zip(axes[0], panels, strict=False):
-        for (m, i, sel, alpha), by_rate in sorted(series.items()):
-            if (m, i) != (model, interp) or ("@" in sel) != transfer:
-                continue
-            if sel in ("full", "unmodified", "random-units"):
-                if value.startswith("accuracy") and 1.0 in by_rate:
-                    style = {"full": "--", "unmodified": ":", "random-units": "-."}[sel]
-                    ax.axhline(by_rate[1.0], color="black", linestyle=style, label=f"{sel} (ρ = 1)")
-                continue
-            ax.plot(list(by_rate), list(by_rate.values()), marker="o", label=f"{sel} α={alpha:g}")
-        ax.set_title(f"{model} · {interp}", fontsize=9)
-        ax.set_xlabel("ρ (fraction kept per class)")
-        ax.set_ylabel(value if value != "phi" else "Φ (rad)")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
-    fig.suptitle(title, fontsize=10)
-    return to_png(fig, 110)
-
-
-def _units_figure(path: Path) -> bytes:
-    """Paper Fig. 3: VEBI units per layer (left) and coverage of the full data's units (right), ρ = 0.1."""
-    with open(path) as fh:
-        rows = [r for r in csv.DictReader(fh) if "@" not in r["selector"]]
-    models = sorted({r["model"] for r in rows})
-    fig, axes = subplots(len(models), 2, figsize=(11, 3 * len(models)), squeeze=False)
-    for ax_row, model in zip(axes, models, strict=True):
-        mine = [r for r in rows if r["model"] == model and (r["selector"] == "full" or abs(float(r["rate"]) - 0.1) < 1e-9)]
-        layers = list(dict.fromkeys(r["layer"] for r in mine))
-        for sel in sorted({r["selector"] for r in mine}):
-            by = {r["layer"]: r for r in mine if r["selector"] == sel}
-            ax_row[0].plot(range(len(layers)), [int(by[layer]["units"]) if layer in by else 0 for layer in layers],
-                           marker="o", label=sel)
-            if sel != "full":
-                ax_row[1].plot(range(len(layers)), [float(by[layer]["coverage"]) * 100 if layer in by else np.nan
-                                                    for layer in layers], marker="o", label=sel)
-        ax_row[0].set_title(f"{model}: units per layer (ρ = 0.1 and full)", fontsize=9)
-        ax_row[1].set_title(f"{model}: coverage of the full data's units (%)", fontsize=9)
-        for ax in ax_row:
-            ax.set_xlabel("ReLU layer (forward order)")
-            ax.legend(fontsize=6)
-    return to_png(fig, 100)
-
-
-def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Table 1 (Markdown, CSV), PNG figures and ``report.html`` next to ``results`` (or in ``out_dir``)."""
-    results = Path(results)
-    rows = read_results(results)
-    provenance = results.parent / "provenance.json"
-    prov = json.loads(provenance.read_text()) if provenance.is_file() else {}
+def _provenance(results: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's provenance.json; an error when the table holds rows of stores it does not list."""
+    path = results.parent / "provenance.json"
+    prov = json.loads(path.read_text()) if path.is_file() else {}
     known = {s["key"] for by_split in prov.get("stores", {}).values() for s in by_split.values()}
     foreign = {r[k] for r in rows for k in ("train_store", "val_store") if r.get(k)} - known
     if prov and foreign:
-        raise ResultsError(f"{results}: rows from store(s) {', '.join(sorted(foreign))}, which {provenance} "
-                              "does not list: the table and its provenance come from different runs")
-    out = Path(out_dir) if out_dir is not None else results.parent
-    out.mkdir(parents=True, exist_ok=True)
-    table = robustness_table(rows)
-    with open(out / "table1.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(table[0]) if table else ["model"])
-        w.writeheader()
-        w.writerows(table)
-    md = ["| model | interpreter | selector | α | Φ mean ± std (ρ 10-50 %) |", "|---|---|---|---|---|"]
-    md += [f"| {t['model']} | {t['interpreter']} | {t['selector']} | {t['alpha']:g} | "
-           f"{t['phi_mean']:.4f} ± {t['phi_std']:.4f} |" for t in table]
-    (out / "table1.md").write_text("\n".join(md) + "\n")
-    figures = {
-        "phi_vs_rate.png": _figure(rows, "phi", False, "Φ between full-data and coreset interpretations (Fig. 4)"),
-        "accuracy_vs_rate.png": _figure(rows, "accuracy", False, "Accuracy through the head (Fig. 2)"),
-        "transfer.png": _figure(rows, "phi", True, "Coresets transferred from another model (Fig. 5)"),
-        "cost_vs_rate.png": _figure(rows, "fit_seconds", False, "Interpreter fit time per run, s (§4.6)"),
-        "bytes_vs_rate.png": _figure(rows, "bytes_read", False, "Bytes of activations each run reads (§4.6)"),
-    }
-    vebi = [r for r in rows if r["interpreter"] == "vebi"]
-    if vebi:
-        figures["accuracy_all_layers_vs_rate.png"] = _figure(
-            vebi, "accuracy_all_layers", False, "VEBI accuracy, units switched off in all layers (§4.2)")
-    units_csv = results.parent / "vebi_units.csv"
-    if units_csv.is_file():
-        figures["vebi_units.png"] = _units_figure(units_csv)
-    for name, png in figures.items():
-        (out / name).write_bytes(png)
-    for data in sorted((results.parent / "heatmaps").glob("*.npz")):  # paper §4.7, collected by the experiment
+        raise ResultsError(f"{results}: rows from store(s) {', '.join(sorted(foreign))}, which {path} "
+                           "does not list: the table and its provenance come from different runs")
+    return prov
+
+
+def _table_files(out: Path, table: list[dict[str, Any]], alphas: list[float], selectors: list[str]) -> str:
+    """table1.csv (long form) and table1.md (pivoted per α); returns the Markdown."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(table[0]) if table else ["model"])
+    writer.writeheader()
+    writer.writerows(table)
+    _write(out / "table1.csv", buf.getvalue())
+    md = []
+    for alpha in alphas:
+        cols, grid, best = pivot(table, alpha, selectors)
+        md += [f"Table 1 at α = {alpha:g}: Φ mean ± std over ρ in 10-50 % (defined/total)", "",
+               "| selector | " + " | ".join(f"{m} · {i}" for m, i in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for sel, by in grid.items():
+            md.append(f"| {sel} | " + " | ".join(_cell(by.get(c), best.get(c) == sel, markdown=True) for c in cols) + " |")
+        fl = floors_row(table, alpha, cols)
+        md += ["| noise floor | " + " | ".join(fl) + " |", ""]
+    _write(out / "table1.md", "\n".join(md))
+    return "\n".join(md)
+
+
+def floors_row(table: list[dict[str, Any]], alpha: float, cols: list[tuple[str, str]]) -> list[str]:
+    level = {(t["model"], t["interpreter"]): t["floor"] for t in table if t["alpha"] == alpha}
+    return [f"{level[c]:.3f}" if np.isfinite(level.get(c, np.nan)) else "n/a" for c in cols]
+
+
+def _cell(t: dict[str, Any] | None, best: bool, markdown: bool = False) -> str:
+    if t is None:
+        return ""
+    value = "undefined" if not np.isfinite(t["phi_mean"]) else f"{t['phi_mean']:.3f} ± {t['phi_std']:.3f}"
+    count = f"{t['defined']}/{t['total']}"
+    if markdown:
+        return f"**{value}** ({count})" if best else f"{value} ({count})"
+    flag = " warn" if t["defined"] < t["total"] else ""
+    return (f"<td class='num{' best' if best else ''}{flag}'>{html.escape(value)}"
+            f"<span class='count'>{count}</span></td>")
+
+
+def _html_tables(table: list[dict[str, Any]], alphas: list[float], selectors: list[str]) -> str:
+    parts = []
+    for alpha in alphas:
+        cols, grid, best = pivot(table, alpha, selectors)
+        head = "".join(f"<th>{html.escape(m)}<br><small>{html.escape(i)}</small></th>" for m, i in cols)
+        body = "".join(f"<tr><th>{html.escape(sel)}</th>" + "".join(_cell(by.get(c), best.get(c) == sel) for c in cols)
+                       + "</tr>" for sel, by in grid.items())
+        fl = "".join(f"<td class='num floor'>{v}</td>" for v in floors_row(table, alpha, cols))
+        parts.append(f"<table><caption>Φ (rad) at α = {alpha:g}: mean ± std over ρ in "
+                     f"{', '.join(f'{r:g}' for r in ROBUST_RATES)} of the class-averaged Φ; the small number is "
+                     "how many Φ were defined of all; bold: the lowest fully defined mean per column. Noise floor: "
+                     "Φ between two full-data fits that differ only in the interpreter's seed.</caption>"
+                     f"<tr><th>selector</th>{head}</tr>{body}<tr><th>noise floor</th>{fl}</tr></table>")
+    return "".join(parts)
+
+
+def _saving(rows: list[dict[str, Any]], value: str) -> str:
+    """The cost of the smallest and largest ρ against the full data's, in words."""
+    out = []
+    for m, i in sorted({(r["model"], r["interpreter"]) for r in rows}):
+        mine = [r for r in rows if (r["model"], r["interpreter"]) == (m, i) and np.isfinite(r[value])]
+        full = [r[value] for r in mine if r["selector"] == "full"]
+        coreset = [r for r in mine if r["selector"] not in ("full",) and "@" not in r["selector"] and r[value] > 0]
+        if not full or not coreset or not np.mean(full) > 0:
+            continue
+        lo = min(r["rate"] for r in coreset)
+        small = np.mean([r[value] for r in coreset if r["rate"] == lo])
+        out.append(f"{m} · {i}: {100 * small / np.mean(full):.0f} % of the full data's at ρ = {lo:g}")
+    return "; ".join(out)
+
+
+def _figures(rows: list[dict[str, Any]], results: Path, styles: Styles, alphas: list[float]) -> list[Figure]:
+    fl = floors(rows)
+    figs: list[Figure] = []
+    for alpha in alphas:
+        png = rate_figure(rows, "phi", styles, alpha=alpha, floor=fl, ylabel="Φ (rad)")
+        if png:
+            figs.append((f"phi_alpha{alpha:g}.png", png, f"Φ between the full data's and each coreset's "
+                         f"interpretation maps at α = {alpha:g} (paper Fig. 4), mean over classes at each ρ. Lower "
+                         "is closer to the full data; the red dashed line is the interpreter's noise floor (two "
+                         "full-data fits with different seeds): a coreset below it is as close as a rerun."))
+    for value, name, caption in _rate_figures(rows):
+        png = rate_figure(rows, value, styles, alpha=alphas[0], references=True, ylabel=value.replace("_", " "))
+        if png:
+            figs.append((name, png, caption))
+    png = rate_figure(rows, "phi", styles, alpha=alphas[-1], transferred=True, ylabel="Φ (rad)")
+    if png:
+        figs.append(("transfer.png", png, "Coresets selected on another model's store (dashed, hollow markers) next "
+                     "to the same selector run on the model itself (solid), Φ at α = "
+                     f"{alphas[-1]:g} (paper Fig. 5). Overlapping lines mean the coreset transfers."))
+    units = results.parent / "vebi_units.csv"
+    if units.is_file():
+        with open(units) as fh:
+            table = list(csv.DictReader(fh))
+        rate = min((float(u["rate"]) for u in table if u["selector"] != "full"), key=lambda r: abs(r - 0.1),
+                   default=0.1)
+        figs.append(("vebi_units.png", units_figure(table, styles, rate), f"VEBI's relevant units per ReLU layer in "
+                     f"forward order (paper Fig. 3), summed over classes, at ρ = {rate:g} and on all data (black); "
+                     "right: the share of the full data's (class, unit) pairs each coreset finds."))
+    return figs
+
+
+def _rate_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    out = [("accuracy", "accuracy.png", "Top-1 accuracy through the model's head after the interpretation (paper "
+            "Fig. 2), mean over classes. Black dashed: the full data's R; grey: the unmodified model and as many "
+            "random units (VEBI). What each accuracy measures is in the warnings above.")]
+    if any(np.isfinite(r["accuracy_all_layers"]) for r in rows):
+        out.append(("accuracy_all_layers", "accuracy_all_layers.png", "VEBI: accuracy with each class's relevant "
+                    "units switched off in every ReLU call (the model itself run over the validation images)."))
+    out.append(("fit_seconds", "fit_seconds.png", "Seconds the interpreter's own fit took per target (paper §4.6); "
+                f"black dashed: the full data. Saving: {_saving(rows, 'fit_seconds')}."))
+    out.append(("bytes_read", "bytes_read.png", "Bytes of activations each fit read; black dashed: the full data. "
+                f"Saving: {_saving(rows, 'bytes_read')}."))
+    return out
+
+
+def _heatmaps(results: Path, out: Path) -> list[Figure]:
+    figs: list[Figure] = []
+    for data in sorted((results.parent / "heatmaps").glob("*.npz")):
         meta, images, columns = load_heatmap_data(data)
         png = heatmap_grid(list(images), columns, meta["top_k"], f"{meta['model']} · {meta['interpreter']}: "
-                           f"top-{meta['top_k']} maps, ρ = {meta['rate']:g} (paper §4.7)", meta["rows"])
-        (out / "heatmaps").mkdir(exist_ok=True)
-        (out / "heatmaps" / f"{data.stem}.png").write_bytes(png)
-        figures[f"heatmaps/{data.stem}.png"] = png
-    imgs = "".join(f'<h2>{html.escape(n)}</h2><img src="data:image/png;base64,{base64.b64encode(p).decode()}">'
-                   for n, p in figures.items())
-    rows_html = "".join(f"<tr><td>{html.escape(t['model'])}</td><td>{t['interpreter']}</td><td>{t['selector']}</td>"
-                        f"<td>{t['alpha']:g}</td><td>{t['phi_mean']:.4f} ± {t['phi_std']:.4f}</td></tr>"
-                        for t in table)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>actstore report</title>"
-            f"<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}td,th{{padding:2px 8px}}"
-            f"img{{max-width:100%}}</style></head><body><h1>Coreset-based interpretation: results</h1>"
-            f"<p>{len(rows)} result rows from <code>{html.escape(str(results))}</code>.</p>"
-            f"<h2>Table 1: robustness of Φ over ρ in 10-50 %</h2><table border=1><tr><th>model</th>"
-            f"<th>interpreter</th><th>selector</th><th>α</th><th>Φ mean ± std</th></tr>{rows_html}</table>{imgs}"
-            f"<h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=1, default=str))}</pre></body></html>")
+                           f"top-{meta['top_k']} maps at ρ = {meta['rate']:g}", meta["rows"])
+        _write(out / "heatmaps" / f"{data.stem}.png", png)
+        figs.append((f"heatmaps/{data.stem}.png", png, f"Paper §4.7 for {meta['model']} · {meta['interpreter']}: for "
+                     f"validation images (rows: class · sample id), each map of the interpretation is scored by its "
+                     f"sum, the top {meta['top_k']} are combined by their maximum, resized and overlaid. Columns: each "
+                     f"selector at ρ = {meta['rate']:g} (a transferred coreset next to its source), the full data last."))
+    return figs
+
+
+def write_report(results: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Table 1 (CSV, Markdown), the figures, the heatmaps and ``report.html`` beside ``results`` (or in ``out_dir``)."""
+    results = Path(results)
+    rows = read_results(results)
+    prov = _provenance(results, rows)
+    out = Path(out_dir) if out_dir is not None else results.parent
+    alphas = sorted({r["alpha"] for r in rows})
+    selectors = list(dict.fromkeys(r["selector"] for r in rows))
+    table = robustness_table(rows)
+    _table_files(out, table, alphas, selectors)
+    figs = [*_figures(rows, results, Styles(selectors), alphas), *_heatmaps(results, out)]
+    for name, png, _ in figs:
+        if not name.startswith("heatmaps/"):
+            _write(out / "figures" / name, png)
+    text = {"run": what_was_run(rows, prov), "findings": findings(rows, table), "warnings": warnings(rows)}
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     path = out / "report.html"
-    path.write_text(page)
+    _write(path, page(results, rows, text, _html_tables(table, alphas, selectors), figs, prov, created, __version__))
     return path
