@@ -340,7 +340,7 @@ def interpret(
     cat = open_catalog(catalog)
     coresets = [_coreset(c, catalog) for c in coreset or []]
     results = run(_store_path(store, catalog), method, coresets=coresets, full=full or not coresets, layer=layer,
-                  scheduler=scheduler, **_params(param))
+                  scheduler=scheduler, progress=not as_json, **_params(param))
     rows = []
     for f in results:
         name, path = save_features(f, cat, out_dir)

@@ -124,7 +124,7 @@ def test_bad_interpret_requests(store_path, tmp_path):
 
 
 def test_cli_interpret(store_path, home):
-    env = {**os.environ, "ACTSTORE_HOME": str(home)}
+    env = {**os.environ, "ACTSTORE_HOME": str(home), "ACTSTORE_PROGRESS_INTERVAL": "0"}
     run = lambda *a: subprocess.run([sys.executable, "-m", "actstore.cli", *a], capture_output=True,  # noqa: E731
                                     text=True, env=env, timeout=300)
     made = json.loads(run("select", str(store_path), "--method", "kcenter", "--rate", "0.5", "--json").stdout)
@@ -133,6 +133,9 @@ def test_cli_interpret(store_path, home):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert len(out) == 2 and out[0]["coreset"] == made[0]["key"] and out[1]["coreset"] is None
+    logged = run("interpret", str(store_path), "--method", "ice", "--param", "n_components=3")  # stderr is a pipe
+    assert logged.returncode == 0, logged.stderr
+    assert "ice: 3 class fits to do" in logged.stderr and "ice: 3/3 class fits (100%)" in logged.stderr
     assert Features.load(out[0]["path"]).params["mu"] == 0.02
     bad = run("interpret", str(store_path), "--method", "ice", "--param", "n_components=0")
     assert bad.returncode == 2 and "'n_components' parameter of 'ice' must be an int" in bad.stderr

@@ -75,7 +75,7 @@ def test_unit_table_and_bad_input():
     assert 5 not in VEBI(mu=10.0).fit(X0, y).relevant_units_[1]
     with pytest.raises(InterpretError, match="'mu' parameter of VEBI must be a float in the range"):
         VEBI(mu=0).fit(X, y)
-    with pytest.raises(InterpretError, match="NaN or Inf"):
+    with pytest.raises(InterpretError, match="Input contains NaN"):
         X0[0, 0] = np.nan
         VEBI().fit(X0, y)
 

@@ -34,7 +34,7 @@ from ..interpret.base import ClassData, EvalContext, Interpreter, get_interprete
 from ..interpret.features import Features
 from ..interpret.run import interpret, save_features
 from ..location import exists
-from ..progress import progress_bar, status
+from ..progress import Advance, progress_bar, status
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
 from .config import ExperimentConfig
@@ -105,7 +105,7 @@ def _expected_key(store: ActivationStore, interp: Interpreter, params: dict[str,
 
 
 def _features_for(store: ActivationStore, interp: Interpreter, targets: list[tuple[Coreset | None, int]],
-                  cfg: ExperimentConfig, cat: Catalog) -> list[Features]:
+                  cfg: ExperimentConfig, cat: Catalog, advance: Advance) -> list[Features]:
     """Features per (target, seed): from the catalog when already computed, else computed in the groups the
     interpreter shares reads in, each saved as it ends (an interrupted run loses one group at most)."""
     found: dict[int, Features] = {}
@@ -119,8 +119,10 @@ def _features_for(store: ActivationStore, interp: Interpreter, targets: list[tup
     for (_, seed), todo in groups.items():
         subs = [i for i in todo if targets[i][0] is not None]
         full = [i for i in todo if targets[i][0] is None]
+        params = _params(cfg, interp, seed)
+        advance.grow(interp.work(store, [targets[i][0] for i in subs + full], params)[0])
         made = interpret(store, interp.name, coresets=[targets[i][0] for i in subs], full=bool(full),
-                         scheduler=cfg.scheduler, **_params(cfg, interp, seed))
+                         scheduler=cfg.scheduler, progress=advance, **params)
         for i, f in zip(subs + full, made, strict=True):  # interpret returns the coresets, then the full data
             save_features(f, cat)
             found[i] = f
@@ -163,7 +165,8 @@ class _Fitted:
     deterministic: bool  # no floor to fit: two seeds give the same R
 
 
-def _fit(cfg: ExperimentConfig, grid: Grid, model: str, interp: Interpreter, cat: Catalog) -> _Fitted:
+def _fit(cfg: ExperimentConfig, grid: Grid, model: str, interp: Interpreter, cat: Catalog, advance: Advance
+         ) -> _Fitted:
     train = grid.stores[model]["train"]
     labelled = grid.coresets[model]
     targets = [(cs, _seed_of(cfg, cs)) for _, cs in labelled]
@@ -171,7 +174,7 @@ def _fit(cfg: ExperimentConfig, grid: Grid, model: str, interp: Interpreter, cat
     floor = cfg.noise_floor and not deterministic
     if floor:
         targets.append((None, cfg.seeds[0] + FLOOR_SEED_OFFSET))
-    feats = _features_for(train, interp, targets, cfg, cat)
+    feats = _features_for(train, interp, targets, cfg, cat, advance)
     return _Fitted(interp, labelled, feats[:len(labelled)], feats[-1] if floor else None, deterministic)
 
 
@@ -223,7 +226,7 @@ def _cost(features: Features | None) -> dict[str, float]:
 
 
 def _evaluate(cfg: ExperimentConfig, model: str, ctx: EvalContext, fitted: _Fitted, out: Path,
-              advance: Any) -> list[dict[str, Any]]:
+              advance: Advance) -> list[dict[str, Any]]:
     """Every class of one model x interpreter, one class's data in memory at a time."""
     hm = cfg.heatmap_settings()
     heat = HeatmapCollector(model, fitted.interp.name, fitted.labelled, cfg.selectors, hm) if hm else None
@@ -272,13 +275,13 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
     rows: list[dict[str, Any]] = []
     tables: dict[str, list[dict[str, Any]]] = {}
     total = sum(len(grid.stores[m]["val"].classes) for m in cfg.models) * len(cfg.interpreters)
-    with progress_bar(progress, total, "evaluate", "classes") as advance:
+    with progress_bar(progress, total, "experiment", "units of work") as advance:
         for model in cfg.models:
             ctx = _context(cfg, grid.stores[model])
             for method in cfg.interpreters:
                 interp = get_interpreter(method)
                 advance(steps=0, text=f"{model} · {method}: fitting")
-                fitted = _fit(cfg, grid, model, interp, cat)
+                fitted = _fit(cfg, grid, model, interp, cat, advance)
                 advance(steps=0, text=f"{model} · {method}: evaluating")
                 rows += _evaluate(cfg, model, ctx, fitted, out, advance)
                 for name, extra in interp.tables(model, fitted.labelled, fitted.feats).items():

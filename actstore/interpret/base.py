@@ -27,9 +27,13 @@ from ..store.reader import ActivationStore
 from .features import Features
 
 __all__ = ["Interpreter", "Target", "EvalContext", "ClassData", "register", "get_interpreter", "list_interpreters",
-           "make_features", "read_ahead", "spatial_maps", "store_model", "store_model_head"]
+           "make_features", "no_progress", "read_ahead", "rows_of", "spatial_maps", "store_model", "store_model_head"]
 
 Target = Coreset | None  # None: the full data
+
+
+def no_progress(*_: Any, **__: Any) -> None:
+    """A progress callback that reports nowhere."""
 Maps = dict[str, np.ndarray]  # interpretation maps Z per layer, (n, H, W, d) each, most relevant channels first
 
 
@@ -116,9 +120,14 @@ class Interpreter:
         return id(target)
 
     # -- fitting --------------------------------------------------------------------------------------
+    def work(self, store: ActivationStore, targets: list[Target], params: dict[str, Any]) -> tuple[int, str]:
+        """(how many units of progress a fit of ``targets`` reports, what a unit is)."""
+        return len(targets), "fits"
+
     def fit(self, store: ActivationStore, targets: list[Target], *, layer: str | None, scheduler: str | None,
-            params: dict[str, Any]) -> list[Features]:
-        """One Features per target, in order; ``params`` already checked and merged (:meth:`check`)."""
+            params: dict[str, Any], progress: Callable[..., None] = no_progress) -> list[Features]:
+        """One Features per target, in order; ``params`` already checked and merged (:meth:`check`); ``progress()``
+        once per unit of :meth:`work` done."""
         raise NotImplementedError
 
     # -- evaluation -----------------------------------------------------------------------------------
@@ -213,6 +222,14 @@ def make_features(store: ActivationStore, interp: Interpreter, params: dict[str,
                     coreset=None if target is None else target.key, layer=layer,
                     meta={**meta, "coreset_rate": None if target is None else target.rate,
                           "coreset_method": None if target is None else target.method})
+
+
+def rows_of(store: ActivationStore, target: Target, c: int) -> np.ndarray:
+    """The store rows of class ``c`` that ``target`` selects (all of them for the full data), sorted."""
+    if target is None:
+        sl = store.class_rows(c)
+        return np.arange(sl.start, sl.stop)
+    return target.class_rows(store, c)
 
 
 def spatial_maps(store: ActivationStore, layer: str | None, who: str) -> tuple[str, Any]:

@@ -9,7 +9,7 @@ is exact (D <= 512); above, the randomised SVD draws from ``random_state``.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,7 +18,8 @@ from ..errors import InterpretError
 from ..params import Integral, Interval
 from ..scheduler import dask_compute
 from ..store.reader import ActivationStore, open_store
-from .base import ClassData, EvalContext, Interpreter, Maps, Target, make_features, register, spatial_maps
+from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, no_progress, register, rows_of,
+                   spatial_maps)
 from .features import Features
 from .ice import EXACT_SVD_MAX_D, ICE
 
@@ -55,7 +56,7 @@ def _fit_one(store: ActivationStore, arr: Any, c: int, rows: np.ndarray, shared:
 
 
 def _fit_class(store: ActivationStore, arr: Any, c: int, per_target: list[np.ndarray], ice_params: dict[str, Any],
-               memory_limit: int) -> list[dict[str, Any] | None]:
+               memory_limit: int, progress: Callable[..., None] = no_progress) -> list[dict[str, Any] | None]:
     """Class ``c``'s ICE fit for each target's rows (None where a target has none); the union of the
     rows is read once when it fits in ``memory_limit``, else each fit streams its rows."""
     _, h, w, d = arr.shape
@@ -63,7 +64,11 @@ def _fit_class(store: ActivationStore, arr: Any, c: int, per_target: list[np.nda
     if union.size == 0:
         return [None for _ in per_target]
     shared = np.asarray(arr.oindex[union], np.float32) if union.size * h * w * d * 4 <= memory_limit else None
-    return [_fit_one(store, arr, c, rows, shared, union, ice_params) if rows.size else None for rows in per_target]
+    out = []
+    for rows in per_target:
+        out.append(_fit_one(store, arr, c, rows, shared, union, ice_params) if rows.size else None)
+        progress()
+    return out
 
 
 def _fit_classes(path: str, layer: str, c0: int, c1: int, per_class: list[list[np.ndarray]],
@@ -94,19 +99,20 @@ class ICEInterpreter(Interpreter):
         """A selector run's rates share each class's read."""
         return "full" if target is None else (target.method, target.seed, target.store_key)
 
+    def work(self, store: ActivationStore, targets: list[Target], params: dict[str, Any]) -> tuple[int, str]:
+        return len(store.classes) * len(targets), "class fits"
+
     def fit(self, store: ActivationStore, targets: list[Target], *, layer: str | None, scheduler: str | None,
-            params: dict[str, Any]) -> list[Features]:
+            params: dict[str, Any], progress: Callable[..., None] = no_progress) -> list[Features]:
         """Per class and target; a class's maps are read once for all targets. With ``scheduler``, groups of
         classes are Dask tasks."""
         layer, arr = spatial_maps(store, layer, "ICE")
         ice_params = self.estimator_params(params)
         n_classes = len(store.classes)
-        per_class = [[t.class_rows(store, c) if t is not None else np.arange(store.class_rows(c).start,
-                                                                           store.class_rows(c).stop)
-                      for t in targets] for c in range(n_classes)]
+        per_class = [[rows_of(store, t, c) for t in targets] for c in range(n_classes)]
         t0 = time.perf_counter()
         if scheduler is None:
-            results = [(c, _fit_class(store, arr, c, per_class[c], ice_params, params["memory_limit"]))
+            results = [(c, _fit_class(store, arr, c, per_class[c], ice_params, params["memory_limit"], progress))
                        for c in range(n_classes)]
         else:
             from ..coresets.select import class_groups
@@ -114,6 +120,7 @@ class ICEInterpreter(Interpreter):
             calls = [(str(store.path), layer, c0, c1, per_class[c0:c1], ice_params, params["memory_limit"])
                      for c0, c1 in class_groups(store.class_offsets, arr)]
             results = [item for part in dask_compute(_fit_classes, calls, scheduler) for item in part]
+            progress(steps=n_classes * len(targets))
         return [self._features(store, params, t, i, layer, results, time.perf_counter() - t0)
                 for i, t in enumerate(targets)]
 

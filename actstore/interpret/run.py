@@ -7,12 +7,14 @@ pass over ``units/energy``; ICE reads each class's maps once for the union of th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..catalog import Catalog, open_catalog
 from ..config import home
 from ..coresets.artifact import Coreset
+from ..progress import progress_bar
 from ..resources import measured
 from ..scheduler import check_scheduler
 from ..store.reader import ActivationStore, open_store
@@ -29,11 +31,13 @@ def default_params(method: str) -> dict[str, Any]:
 
 def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
               coresets: list[Coreset | str | os.PathLike[str]] | None = None, full: bool | None = None,
-              layer: str | None = None, scheduler: str | None = None, **params: Any) -> list[Features]:
+              layer: str | None = None, scheduler: str | None = None, progress: bool | Callable[..., None] = False,
+              **params: Any) -> list[Features]:
     """Run ``method`` (a registered interpreter: "ice", "vebi", "topic") on ``store``: on each coreset's rows,
     and on all rows when ``full`` (the default when no coreset is given). Returns one Features per target,
     coresets first, in order. Parameters are checked before any work (:func:`default_params` lists them).
     ``scheduler``: where ICE's classes and VEBI's pass run as Dask tasks (:mod:`actstore.scheduler`).
+    ``progress``: True for a bar (or plain lines) on stderr, or a callback advanced per unit of work.
     Each Features records its cost in ``meta["cost"]``: its own fit time and the bytes its rows take,
     and the call's peak memory and wall time (shared: targets of one call share one pass over the store)."""
     scheduler = check_scheduler(scheduler)
@@ -44,8 +48,10 @@ def interpret(store: ActivationStore | str | os.PathLike[str], method: str,
     targets: list[Target] = [*loaded, *([None] if (full if full is not None else not loaded) else [])]
     for cs in loaded:
         cs.rows(st)  # a coreset of another dataset fails here, before any work
-    with measured() as call:
-        out = interp.fit(st, targets, layer=layer, scheduler=scheduler, params=merged)
+    total, unit = interp.work(st, targets, merged)
+    with measured() as call, progress_bar(progress is True, total, f"{method}", unit) as bar:
+        out = interp.fit(st, targets, layer=layer, scheduler=scheduler, params=merged,
+                         progress=progress if callable(progress) else bar)
     for f in out:
         f.meta["cost"] = {**f.meta.get("cost", {}), "peak_rss_MB": call["peak_rss_MB"],
                           "call_seconds": call["seconds"], "call_targets": len(out)}

@@ -189,8 +189,9 @@ class TopicModel(BaseEstimator):
 
         return self.fit_batches(batches, maps.shape[-1])
 
-    def fit_batches(self, batches: Batches, channels: int) -> TopicModel:
-        """Learn from ``batches(epoch)``, a fresh pass of (maps, labels) minibatches per epoch."""
+    def fit_batches(self, batches: Batches, channels: int, on_step: Callable[[], None] | None = None) -> TopicModel:
+        """Learn from ``batches(epoch)``, a fresh pass of (maps, labels) minibatches per epoch; ``on_step()`` is
+        called after each optimiser step (progress)."""
         self._check()
         dev = resolve_device(self.device)
         net = _Topics(channels, self.n_topics, self.hidden,
@@ -202,7 +203,7 @@ class TopicModel(BaseEstimator):
         with _frozen(self.head, dev) as head:
             epoch = 0
             while (budget is None and epoch < self.epochs) or (budget is not None and len(losses) < budget):
-                self._epoch(net, head, opt, batches(epoch), dev, losses, budget)
+                self._epoch(net, head, opt, batches(epoch), dev, losses, budget, on_step)
                 epoch += 1
         self.n_iter_ = len(losses)
         self.loss_curve_ = np.asarray(losses)
@@ -212,7 +213,7 @@ class TopicModel(BaseEstimator):
         return self
 
     def _epoch(self, net: _Topics, head: nn.Module, opt: torch.optim.Optimizer, batches: Iterable[Any],
-               dev: torch.device, losses: list[float], budget: int | None) -> None:
+               dev: torch.device, losses: list[float], budget: int | None, on_step: Callable[[], None] | None) -> None:
         eye = torch.eye(self.n_topics, device=dev)
         total, correct, count, first = 0.0, 0, 0, len(losses)
         for maps, labels in batches:
@@ -234,6 +235,8 @@ class TopicModel(BaseEstimator):
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step()
             total += losses[-1] * len(y)
             correct += int((logits.argmax(1) == y).sum())
             count += len(y)

@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import InterpretError
 from ..params import Integral, Interval
 from ..store.reader import ActivationStore
-from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, register, spatial_maps,
-                   store_model_head)
+from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, no_progress, register,
+                   spatial_maps, store_model_head)
 from .features import Features
 from .topic import TopicModel, reconstruct, topic_maps
 
@@ -85,15 +85,26 @@ class TopicInterpreter(Interpreter):
     def deterministic(self, store: ActivationStore, params: dict[str, Any], layer: str | None = None) -> bool:
         return False
 
+    def _steps(self, store: ActivationStore, params: dict[str, Any]) -> int | None:
+        """The steps every target gets with training="steps": what the full data gets in ``epochs`` epochs."""
+        if params["training"] == "steps" and params["steps"] is None:
+            return int(params["epochs"] * -(-store.n_rows // params["batch_size"]))
+        return params["steps"]
+
+    def work(self, store: ActivationStore, targets: list[Target], params: dict[str, Any]) -> tuple[int, str]:
+        steps = self._steps(store, params)
+        if params["training"] == "steps":
+            return int(steps or 0) * len(targets), "optimiser steps"
+        rows = [store.n_rows if t is None else t.n for t in targets]
+        return sum(params["epochs"] * -(-n // params["batch_size"]) for n in rows), "optimiser steps"
+
     def fit(self, store: ActivationStore, targets: list[Target], *, layer: str | None, scheduler: str | None,
-            params: dict[str, Any]) -> list[Features]:
+            params: dict[str, Any], progress: Callable[..., None] = no_progress) -> list[Features]:
         """One fit per target, on minibatches streamed from the store's maps (``scheduler`` is not used:
         SGD runs in this process)."""
         layer, arr = spatial_maps(store, layer, "the topic model")
         head = store_model_head(store, layer)
-        steps = params["steps"]
-        if params["training"] == "steps" and steps is None:
-            steps = params["epochs"] * -(-store.n_rows // params["batch_size"])  # what the full data gets
+        steps = self._steps(store, params)
         out = []
         for target in targets:
             rows = target.rows(store) if target is not None else np.arange(store.n_rows)
@@ -101,7 +112,10 @@ class TopicInterpreter(Interpreter):
             stats: dict[str, float] = {}
             t0 = time.perf_counter()
             model.fit_batches(shuffled_batches(arr, rows, store.labels, model.batch_size, params["buffer_rows"],
-                                               model.random_state, stats), arr.shape[-1])
+                                               model.random_state, stats), arr.shape[-1], progress)
+            planned = self.work(store, [target], params)[0]
+            if planned > model.n_iter_:  # epochs of partial batches can take fewer steps than planned
+                progress(steps=planned - model.n_iter_)
             w1, w2 = model.g_
             seconds = time.perf_counter() - t0
             meta = {"history": model.history_, "seconds": seconds, **stats, "n_iter": model.n_iter_,

@@ -15,7 +15,7 @@ runs the model itself over the class's images with forward hooks zeroing its uni
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,7 +23,8 @@ import numpy as np
 from ..params import Integral, Interval, StrOptions
 from ..scheduler import dask_compute
 from ..store.reader import ActivationStore, open_store
-from .base import ClassData, EvalContext, Interpreter, Maps, Target, make_features, read_ahead, register
+from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, no_progress, read_ahead,
+                   register)
 from .features import Features
 from .vebi import VEBI
 
@@ -32,9 +33,16 @@ __all__ = ["VEBIInterpreter", "vebi_stats", "units_by_layer", "unit_maps"]
 Stats = tuple[np.ndarray, np.ndarray, int]  # (G, b, n)
 
 
+def _step(store: ActivationStore, block_rows: int | None) -> int:
+    """Rows per read of the pass: whole chunks, about 64 MB of float64 rows."""
+    energy = store.energy_array()
+    chunk, p = energy.chunks[0], energy.shape[1]
+    return block_rows or max(chunk, (64 * 2**20) // (8 * p) // chunk * chunk)
+
+
 def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "predicted",
-               block_rows: int | None = None, scheduler: str | None = None
-               ) -> tuple[list[Stats], dict[str, Any]]:
+               block_rows: int | None = None, scheduler: str | None = None,
+               progress: Callable[..., None] = no_progress) -> tuple[list[Stats], dict[str, Any]]:
     """One pass over ``units/energy`` (and logits): per target (G, b, n) in float64.
 
     Without ``scheduler`` the pass is one sequential stream with read-ahead: each partial Gram is
@@ -42,11 +50,11 @@ def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "pre
     a scheduler, row ranges of whole chunks become Dask tasks whose partial sums are added in a tree.
     """
     energy = store.energy_array()
-    n, p = energy.shape
+    n = energy.shape[0]
     rows = [np.sort(t.rows(store)) if t is not None else None for t in targets]
-    step = block_rows or max(energy.chunks[0], (64 * 2**20) // (8 * p) // energy.chunks[0] * energy.chunks[0])
+    step = _step(store, block_rows)
     if scheduler is None:
-        return _stats_range(store, rows, labels, step, 0, n)
+        return _stats_range(store, rows, labels, step, 0, n, progress)
     chunk = energy.chunks[0]
     per_task = chunk * max(1, -(-n // chunk) // 16)  # about 16 tasks of whole chunks
 
@@ -55,7 +63,9 @@ def vebi_stats(store: ActivationStore, targets: list[Target], labels: str = "pre
 
     calls = [(str(store.path), within(lo, min(n, lo + per_task)), labels, step, lo, min(n, lo + per_task))
              for lo in range(0, n, per_task)]
-    return dask_compute(_stats_range, calls, scheduler, combine=_add_stats)[0]
+    out = dask_compute(_stats_range, calls, scheduler, combine=_add_stats)[0]
+    progress(steps=-(-n // step))
+    return out
 
 
 def _add_stats(a: tuple[list[Any], dict[str, Any]], b: tuple[list[Any], dict[str, Any]]
@@ -80,7 +90,7 @@ def _masks(rows: list[np.ndarray | None], lo: int, hi: int) -> list[np.ndarray]:
 
 
 def _stats_range(store: ActivationStore | str, rows: list[np.ndarray | None], labels: str, step: int,
-                 lo: int, hi: int) -> tuple[list[Stats], dict[str, Any]]:
+                 lo: int, hi: int, progress: Callable[..., None] = no_progress) -> tuple[list[Stats], dict[str, Any]]:
     """(G, b, n) per target over store rows ``lo <= i < hi``; ``rows``: each target's sorted rows (None: all)."""
     from ..errors import InterpretError
 
@@ -110,6 +120,7 @@ def _stats_range(store: ActivationStore | str, rows: list[np.ndarray | None], la
             gemm += time.perf_counter() - g0
             per_target_seconds[i] += time.perf_counter() - g0
             acc[i] = (G, b, cnt + len(X))
+        progress()
     return acc, {"seconds": time.perf_counter() - t0, "gemm_seconds": gemm, "bytes_read": nbytes,
                  "target_seconds": per_target_seconds}
 
@@ -173,14 +184,17 @@ class VEBIInterpreter(Interpreter):
         """One pass over the store serves every target."""
         return "pass"
 
+    def work(self, store: ActivationStore, targets: list[Target], params: dict[str, Any]) -> tuple[int, str]:
+        return -(-store.n_rows // _step(store, params["block_rows"])) + len(targets), "blocks and solves"
+
     def fit(self, store: ActivationStore, targets: list[Target], *, layer: str | None, scheduler: str | None,
-            params: dict[str, Any]) -> list[Features]:
+            params: dict[str, Any], progress: Callable[..., None] = no_progress) -> list[Features]:
         """VEBI R for each target from one pass over the store."""
         from ..errors import InterpretError
 
         calibrate = params["units_per_class"] is not None
         passed = targets if not calibrate or None in targets else [*targets, None]
-        accs, stats = vebi_stats(store, passed, params["labels"], params["block_rows"], scheduler)
+        accs, stats = vebi_stats(store, passed, params["labels"], params["block_rows"], scheduler, progress)
         table = store.unit_table
         mu = None
         if calibrate:
@@ -204,6 +218,7 @@ class VEBIInterpreter(Interpreter):
             arrays = {"coef": model.coef_, "unit_layer": np.array([u[0] for u in table]),
                       "unit_channel": np.array([u[1] for u in table], np.int32)}
             out.append(make_features(store, self, params, target, None, arrays, meta))
+            progress()
         return out
 
     # -- evaluation -----------------------------------------------------------------------------------
