@@ -18,6 +18,12 @@ __all__ = [
     "StoreIncompleteError",
     "StoreCorruptError",
     "OutputNotWritableError",
+    "DiskFullError",
+    "NotOursError",
+    "UnsafeNameError",
+    "NonFiniteError",
+    "ResultsFileError",
+    "SchedulerError",
 ]
 
 
@@ -67,3 +73,28 @@ class StoreCorruptError(StoreError):
 
 class OutputNotWritableError(ActstoreError, OSError):
     """The output location cannot be written."""
+
+
+class DiskFullError(OutputNotWritableError):
+    """The disk (or quota) filled up while writing; nothing half-written is left behind."""
+
+
+class NotOursError(ActstoreError, PermissionError):
+    """A path holds something actstore did not make (no recorded provenance or key): it is never deleted."""
+
+
+class UnsafeNameError(ActstoreError, ValueError):
+    """A name would become a file name outside the folder it belongs to (``..``, ``/``, absolute...)."""
+
+
+class NonFiniteError(ActstoreError, ValueError):
+    """NaN or Inf where numbers are expected: in a block being written, a store, or a fitted artifact."""
+
+
+class ResultsFileError(ActstoreError, ValueError):
+    """A results CSV is truncated or malformed."""
+
+
+class SchedulerError(ActstoreError, RuntimeError):
+    """A scheduler name that is not known, or a cluster that does not answer."""
+

@@ -39,6 +39,17 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(attrs)
 
 
+def _open_checked(loc: Location) -> zarr.Group:
+    """The store's group, every row-block chunk read compared with the digest the ledger recorded for
+    its position (stores written before digests existed are read unchecked)."""
+    from .digests import checking_store, load_digests
+
+    base = zarr_store(loc)
+    group = zarr.open_group(base, mode="r")
+    table = load_digests(group)
+    return zarr.open_group(checking_store(base, table, str(loc)), mode="r") if table else group
+
+
 class ActivationStore:
     """A finished store. Nothing here loads a whole layer: ``maps``/``pooled`` return dask arrays.
     ``path`` is a local Path or an fsspec URL string (``s3://bucket/x.zarr``)."""
@@ -49,7 +60,7 @@ class ActivationStore:
         status = self.provenance.get("status")
         if status != "complete":
             raise StoreIncompleteError(f"{self.path}: store status is '{status}', not 'complete'")
-        self.group = zarr.open_group(zarr_store(self.path), mode="r")
+        self.group = _open_checked(self.path)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:  # pickled by location: a worker opens the store itself
         return open_store, (str(self.path),)
