@@ -126,8 +126,9 @@ def clear_partial(partial: Path) -> None:
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
-def remove_artifact(kind: str, loc: Location, key: str) -> None:
-    """Delete the ``kind`` artifact at ``loc`` only if it records ``key``; anything else is refused."""
+def remove_artifact(kind: str, loc: Location, key: str, check_only: bool = False) -> None:
+    """Delete the ``kind`` artifact at ``loc`` only if it records ``key``; anything else is refused
+    (``check_only``: refuse or return, deleting nothing)."""
     if kind not in ("stores", "coresets", "features"):
         raise NotOursError(f"actstore deletes only stores, coresets and features it can identify by their key, "
                            f"not {kind}; remove {loc} yourself if you mean to")
@@ -137,8 +138,9 @@ def remove_artifact(kind: str, loc: Location, key: str) -> None:
     if found != key:
         have = f"the {kind[:-1]} with key {found}" if found else describe(loc)
         raise NotOursError(f"{loc} holds {have}, not the {kind[:-1]} with key {key} that the entry names; "
-                           "nothing was deleted (remove it yourself if you mean to)")
-    _remove(loc)
+                           "nothing was deleted and the entry is kept (remove it yourself if you mean to)")
+    if not check_only:
+        _remove(loc)
 
 
 def _remove(loc: Location) -> None:
