@@ -38,7 +38,9 @@ _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def os_error(exc: OSError, path: os.PathLike[str] | str, what: str, hint: str = "") -> OutputNotWritableError:
-    """A typed, one-line error for an OSError met while writing ``what`` at ``path``."""
+    """A typed, one-line error for an OSError met while writing ``what`` at ``path`` (a typed error as is)."""
+    if isinstance(exc, OutputNotWritableError):
+        return exc
     reason = exc.strerror or type(exc).__name__
     if exc.errno in _FULL:
         return DiskFullError(f"cannot write {what} at {path}: {reason} (disk or quota full); nothing half-written "
@@ -136,6 +138,9 @@ def atomic_write_bytes(path: os.PathLike[str] | str, data: bytes, *, what: str =
     """Write ``data`` to ``path`` (through symlinks) atomically; returns the file written.
     ``may_replace(path)``, when given, is called on an existing file first and raises to refuse."""
     target = real_target(path)
+    if target.exists() and not target.is_file():
+        raise OutputNotWritableError(f"cannot write {what} at {target}: it is a folder or a special file, which "
+                                     "is never replaced; choose another path")
     if may_replace is not None and target.exists():
         may_replace(target)
     tmp: Path | None = None

@@ -149,8 +149,9 @@ class Catalog:
         return None
 
     def problems(self) -> list[str]:
-        """Stale entries: artifacts whose path is gone or whose recorded key no longer matches, and names
-        that cannot be file names."""
+        """Stale entries: artifacts whose path is gone, stores whose recorded key no longer matches (their
+        small root zarr.json is read; coresets and features are only checked to exist, to keep this fast
+        on large catalogs), and names that cannot be file names."""
         from .ownership import artifact_key
 
         out = []
@@ -161,7 +162,7 @@ class Catalog:
                 path = self.resolve(entry)
                 if not exists(path):
                     out.append(f"{kind}.{name}: path {path} does not exist")
-                elif kind in ("stores", "coresets", "features") and entry.get("key"):
+                elif kind == "stores" and entry.get("key"):
                     key = artifact_key(kind, path)
                     if key is None:
                         out.append(f"{kind}.{name}: {path} is not an actstore {kind[:-1]} (or is unreadable)")

@@ -9,8 +9,8 @@ A catalog is one human-readable YAML file, ``catalog.yaml``, plus three helpers 
   whole file. Loading folds the journal into the YAML's contents.
 - ``catalog.yaml.lock``: writers hold an exclusive ``flock`` on it to append or rewrite, readers a
   shared one while they read the YAML and the journal, so no reader sees half a change.
-- ``.catalog.yaml.cache.json``: the parsed and validated YAML, as JSON, keyed by the SHA-256 of the
-  YAML's bytes. PyYAML parses a 16 MB catalog in ~15 s; JSON reads the same in ~0.2 s. The cache is
+- ``.catalog.yaml.cache.json`` (catalogs over 256 KB): the parsed and validated YAML, as JSON, keyed
+  by the SHA-256 of the YAML's bytes. PyYAML parses a 16 MB catalog in ~15 s; JSON reads the same in ~0.2 s. The cache is
   used only when the hash matches, so a hand edit of the YAML is always seen (the first load after
   it parses the YAML and refreshes the cache). Values JSON cannot hold exactly (dates, non-string
   keys...) leave the catalog uncached, never altered.
@@ -174,7 +174,8 @@ class CatalogFiles:
         except UnicodeDecodeError:
             raise CatalogError(f"{self.shown}: not a text file") from None
         data = validate(parse_yaml(text, str(self.shown)), str(self.shown))
-        self._write_cache(sha, data)
+        if len(raw) >= SMALL_CATALOG_BYTES:  # a small catalog parses fast enough without one
+            self._write_cache(sha, data)
         return data
 
     def _cached(self, sha: str) -> dict[str, Any] | None:
@@ -234,7 +235,8 @@ class CatalogFiles:
         changes the new YAML already holds: the same contents."""
         text = dump_yaml(data)
         atomic_write_text(self.path, text, what="catalog")
-        self._write_cache(hashlib.sha256(text.encode()).hexdigest(), data)
+        if len(text) >= SMALL_CATALOG_BYTES:
+            self._write_cache(hashlib.sha256(text.encode()).hexdigest(), data)
         if self.journal.exists():
             os.truncate(self.journal, 0)
 

@@ -79,7 +79,7 @@ class DiskFullError(OutputNotWritableError):
     """The disk (or quota) filled up while writing; nothing half-written is left behind."""
 
 
-class NotOursError(ActstoreError, PermissionError):
+class NotOursError(ActstoreError):
     """A path holds something actstore did not make (no recorded provenance or key): it is never deleted."""
 
 

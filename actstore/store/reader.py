@@ -39,15 +39,16 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(attrs)
 
 
-def _open_checked(loc: Location) -> zarr.Group:
+def _open_checked(loc: Location, attrs: dict[str, Any]) -> zarr.Group:
     """The store's group, every row-block chunk read compared with the digest the ledger recorded for
-    its position (stores written before digests existed are read unchecked)."""
-    from .digests import checking_store, load_digests
+    its position (stores written before digests existed: checked for damage only), so a bad chunk is
+    a :class:`StoreCorruptError` naming it, never a codec's traceback or the wrong rows."""
+    from .digests import block_arrays, checking_store, load_digests
 
     base = zarr_store(loc)
-    group = zarr.open_group(base, mode="r")
-    table = load_digests(group)
-    return zarr.open_group(checking_store(base, table, str(loc)), mode="r") if table else group
+    table = load_digests(zarr.open_group(base, mode="r"))
+    arrays = block_arrays(list(attrs.get("layers") or {}), bool(attrs.get("units")))
+    return zarr.open_group(checking_store(base, table, arrays, str(loc)), mode="r")
 
 
 class ActivationStore:
@@ -60,7 +61,7 @@ class ActivationStore:
         status = self.provenance.get("status")
         if status != "complete":
             raise StoreIncompleteError(f"{self.path}: store status is '{status}', not 'complete'")
-        self.group = _open_checked(self.path)
+        self.group = _open_checked(self.path, self.provenance)
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:  # pickled by location: a worker opens the store itself
         return open_store, (str(self.path),)

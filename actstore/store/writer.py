@@ -20,7 +20,7 @@ import numpy as np
 import zarr
 
 from ..atomic import os_error
-from ..errors import NonFiniteError, OutputNotWritableError, StoreExistsError
+from ..errors import ActstoreError, NonFiniteError, OutputNotWritableError, StoreExistsError
 from ..ownership import check_partial, require_store, root_attrs
 from .digests import DIGESTS, NONFINITE, block_arrays, recording_store
 from .lock import WriterLock
@@ -83,6 +83,8 @@ class StoreWriter:
             self._open_or_create()
         except OSError as exc:
             self.release()
+            if isinstance(exc, ActstoreError):
+                raise
             raise os_error(exc, self.partial, "the store") from None
         except BaseException:
             self.release()
