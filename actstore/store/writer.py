@@ -209,8 +209,8 @@ class StoreWriter:
         counts = self._count_nonfinite(block, rows, arrays)
         try:
             g = self.group
-            for name, data in arrays.items():
-                g[name][rows] = data
+            for name, data in arrays.items():  # config is not stored: a reopened array would skip zero chunks
+                g[name].with_config(_NO_EMPTY_SKIP)[rows] = data
             recorded = self._recorder.recorded
             g[DIGESTS][block, 2:] = np.array([recorded.pop((name, block)) for name in self.columns[2:]], np.uint32)
             g[NONFINITE][block, :] = counts
