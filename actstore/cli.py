@@ -456,8 +456,30 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 
 def _interrupted() -> None:
+    _settle_pending_io()
     typer.echo("interrupted: rerun the same command to resume (finished work is kept)", err=True)
     sys.exit(130)
+
+
+def _settle_pending_io() -> None:
+    """zarr reads chunks as concurrent tasks on its own event loop; when one fails, its siblings are
+    still pending at exit, and asyncio reports each one destroyed ("Task was destroyed but it is
+    pending!", "Event loop is closed") after our one-line error. Cancel and await them first."""
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0] if sync is not None else None
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+    import asyncio
+    import contextlib
+
+    async def settle() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout=5)
 
 
 def main() -> None:
@@ -471,6 +493,7 @@ def main() -> None:
         code = app(standalone_mode=False)  # click returns typer.Exit's code instead of raising it
         sys.exit(code if isinstance(code, int) else 0)
     except ActstoreError as exc:
+        _settle_pending_io()
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (KeyboardInterrupt, _Interrupt):
@@ -484,6 +507,7 @@ def main() -> None:
     except OSError as exc:
         if exc.errno not in _WRITE_ERRNOS:
             raise
+        _settle_pending_io()
         typer.echo(f"error: {_write_failure(exc, 'a file')}", err=True)
         sys.exit(2)
     except Exception as exc:

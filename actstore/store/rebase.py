@@ -64,9 +64,10 @@ def rebase(group: zarr.Group, spec: StoreSpec, attrs: dict[str, Any], recorded: 
         if isinstance(node, zarr.Array) and (name.startswith(("layers/", "units/energy")) or name in
                                              ("samples/ids", "samples/labels", "samples/logits")):
             node.resize((n, *node.shape[1:]))
-    group["samples/ids"][:] = spec.sample_ids
-    group["samples/labels"][:] = spec.labels
-    group["samples/class_offsets"][:] = spec.class_offsets()
+    every_chunk = {"write_empty_chunks": True}  # not stored in the metadata: zero chunks would be skipped
+    group["samples/ids"].with_config(every_chunk)[:] = spec.sample_ids
+    group["samples/labels"].with_config(every_chunk)[:] = spec.labels
+    group["samples/class_offsets"].with_config(every_chunk)[:] = spec.class_offsets()
     group["progress/done"].resize((nb,))
     group["progress/done"][:] = keep
     for table in (DIGESTS, NONFINITE):

@@ -249,12 +249,23 @@ class StoreWriter:
         missing = self.pending_blocks()
         if missing:
             raise RuntimeError(f"cannot finalize {self.path}: {len(missing)} blocks not written")
-        attrs = dict(self.group.attrs["actstore"])
-        attrs.update(extra or {}, status="complete", nonfinite=self.nonfinite(),
-                     allow_nonfinite=self.allow_nonfinite)
-        self.group.attrs["actstore"] = attrs
-        for stray in self.partial.rglob("*.partial"):  # zarr's temp files of writes killed mid-way
-            stray.unlink()
+        try:
+            attrs = dict(self.group.attrs["actstore"])
+            attrs.update(extra or {}, status="complete", nonfinite=self.nonfinite(),
+                         allow_nonfinite=self.allow_nonfinite)
+            self.group.attrs["actstore"] = attrs
+            for stray in self.partial.rglob("*.partial"):  # zarr's temp files of writes killed mid-way
+                stray.unlink()
+            self._publish()
+        except OSError as exc:
+            if isinstance(exc, ActstoreError):
+                raise
+            raise os_error(exc, self.partial, "the store", hint="every block is written: rerun the same command "
+                           "to finish it") from None
+        return self.path
+
+    def _publish(self) -> None:
+        """Rename the partial into place; an old store at ``PATH`` (only a store) goes once the new one is there."""
         old = None
         if self.path.exists() or self.path.is_symlink():
             require_store(self.path, "replaces")
@@ -265,7 +276,6 @@ class StoreWriter:
         (self.path / ".lock").unlink(missing_ok=True)  # left inside by versions that locked there
         if old is not None:
             shutil.rmtree(old)
-        return self.path
 
 
 def _has_ledger_tables(partial: Path) -> bool:
