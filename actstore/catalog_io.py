@@ -130,23 +130,25 @@ class CatalogFiles:
     # -- locking -----------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self, exclusive: bool) -> Iterator[None]:
-        """Hold the catalog lock. A reader that cannot create the lock file (a read-only catalog, where
-        nobody can write either) reads without it; a writer gets the OSError."""
+        """Hold the catalog lock. Readers never create the lock file (reading a catalog, e.g. the
+        checkout's own, must not write beside it): where there is none, or it cannot be opened (a
+        read-only catalog), they read without it. A writer that cannot create it gets the OSError."""
         try:
             if exclusive:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.lock_file, "a")  # noqa: SIM115 - held for the block
+                fd = os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+            else:
+                fd = os.open(self.lock_file, os.O_RDONLY)
         except OSError as exc:
             if exclusive or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
                 raise
             yield
             return
-        with fh:
-            fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
 
     # -- reading -----------------------------------------------------------------
     def read(self, validate: Callable[[Any, str], dict[str, Any]]) -> dict[str, Any]:

@@ -142,3 +142,11 @@ def test_catalog_ls_lists_a_large_catalog(tmp_path: Path) -> None:
                            "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["entries"]) == 2000
+
+
+def test_reading_a_catalog_writes_nothing_beside_it(tmp_path: Path) -> None:
+    """The checkout's own catalog.yaml is read by every run: reading must never create files there."""
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "coresets": {f"c{i}": _entry(i) for i in range(10)}}))
+    Catalog.load(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["catalog.yaml"]
