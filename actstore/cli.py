@@ -404,6 +404,7 @@ def experiment(
     if scheduler is not None:
         cfg.scheduler = scheduler
         cfg.check()
+    _writable_catalog(catalog)
     results = run_experiment(cfg, catalog, progress=not as_json)
     page = write_report(results) if report else None
     _emit({"results": str(results), "report": str(page) if page else None}, as_json,
