@@ -10,8 +10,8 @@ A catalog is one human-readable YAML file, ``catalog.yaml``, plus three helpers 
 - ``catalog.yaml.lock``: writers hold an exclusive ``flock`` on it to append or rewrite, readers a
   shared one while they read the YAML and the journal, so no reader sees half a change.
 - ``.catalog.yaml.cache.json`` (catalogs over 256 KB): the parsed and validated YAML, as JSON, keyed
-  by the SHA-256 of the YAML's bytes. PyYAML parses a 16 MB catalog in ~15 s; JSON reads the same in ~0.2 s. The cache is
-  used only when the hash matches, so a hand edit of the YAML is always seen (the first load after
+  by the SHA-256 of the YAML's bytes. PyYAML parses a 16 MB catalog in ~15 s; JSON reads the same in
+  ~0.2 s. The cache is used only when the hash matches, so a hand edit of the YAML is always seen (the first load after
   it parses the YAML and refreshes the cache). Values JSON cannot hold exactly (dates, non-string
   keys...) leave the catalog uncached, never altered.
 

@@ -25,7 +25,6 @@ from actstore import save_coreset, select
 from actstore.errors import DatasetError, ResultsFileError
 from actstore.results_io import read_results_csv
 
-SLOW = "synthetic:n=480,classes=6,size=64,seed=3"
 EXTRACT = ["extract", "--model", "demo-resnet", "--weights", "random", "--block-rows", "16", "--batch-size", "8"]
 
 
@@ -63,9 +62,9 @@ def test_disk_full_during_extract_is_one_line_and_rerunning_resumes(tmp_path: Pa
     """Before: a traceback (exit 1)."""
     disk = tmp_path / "disk"
     out = disk / "s.zarr"
-    cmd = _cli(*EXTRACT, "--dataset", "synthetic:n=160,classes=4,size=64,seed=3", "--out", str(out))
+    cmd = _cli(*EXTRACT, "--dataset", "synthetic:n=64,classes=4,size=64,seed=3", "--out", str(out))
     proc = in_tmpfs(disk, f"{cmd}; echo first=$?\nmount -o remount,size=64m '{disk}'\n{cmd}; echo second=$?\n"
-                          f"{_cli('verify', str(out))}; echo verify=$?\n", home)
+                          f"{_cli('verify', str(out))}; echo verify=$?\n", home, size="1m")
     assert "first=2" in proc.stdout and "second=0" in proc.stdout and "verify=0" in proc.stdout, proc.stderr
     (line,) = _errors(proc.stderr)
     assert "No space left on device" in line and "rerun the same command: it resumes from the ledger" in line
@@ -98,7 +97,8 @@ def test_disk_full_for_select_interpret_and_report(tmp_path: Path, home: Path, s
                                                     results_csv: Path) -> None:
     disk = tmp_path / "disk"
     script = "\n".join([
-        _cli("select", str(small_store), "--method", "random", "--rate", "0.5", "--out-dir", f"{disk}/cs") + "; echo rc=$?",
+        _cli("select", str(small_store), "--method", "random", "--rate", "0.5", "--out-dir", f"{disk}/cs")
+        + "; echo rc=$?",
         _cli("interpret", str(small_store), "--method", "vebi", "--param", "mu=0.05", "--out-dir", f"{disk}/f")
         + "; echo rc=$?",
         _cli("report", str(results_csv), "--out-dir", f"{disk}/r") + "; echo rc=$?",
@@ -118,7 +118,8 @@ def test_read_only_outputs_and_catalog(tmp_path: Path, home: Path, small_store: 
     """select, interpret, coreset export and report into a read-only folder, and a read-only catalog."""
     ro = tmp_path / "ro"
     script = "\n".join([
-        _cli("select", str(small_store), "--method", "random", "--rate", "0.5", "--out-dir", f"{ro}/cs") + "; echo rc=$?",
+        _cli("select", str(small_store), "--method", "random", "--rate", "0.5", "--out-dir", f"{ro}/cs")
+        + "; echo rc=$?",
         _cli("interpret", str(small_store), "--method", "vebi", "--param", "mu=0.05", "--out-dir", f"{ro}/f")
         + "; echo rc=$?",
         _cli("coreset", "export", catalogued, "--out", f"{ro}/ids.csv") + "; echo rc=$?",
@@ -236,7 +237,8 @@ def test_ctrl_c_during_extract_says_how_to_resume(tmp_path: Path, home: Path) ->
     """Before: a blank line and exit 130."""
     out = tmp_path / "s.zarr"
     env = {**os.environ, "ACTSTORE_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "actstore.cli", *EXTRACT, "--dataset", SLOW, "--out", str(out)],
+    dataset = "synthetic:n=160,classes=4,size=64,seed=3"
+    proc = subprocess.Popen([sys.executable, "-m", "actstore.cli", *EXTRACT, "--dataset", dataset, "--out", str(out)],
                             env=env, stderr=subprocess.PIPE, text=True)
     ledger = out.with_name("s.zarr.partial") / "progress" / "done" / "c"
     import time
@@ -250,7 +252,7 @@ def test_ctrl_c_during_extract_says_how_to_resume(tmp_path: Path, home: Path) ->
     assert proc.returncode == 130, err
     assert err.rstrip().splitlines()[-1].startswith("interrupted: rerun the same command to resume")
     assert "Traceback" not in err and not out.exists()
-    again = run(*EXTRACT, "--dataset", SLOW, "--out", str(out), home=home)
+    again = run(*EXTRACT, "--dataset", dataset, "--out", str(out), home=home)
     assert "resuming:" in again.stderr
 
 

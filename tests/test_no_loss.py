@@ -18,13 +18,13 @@ import pytest
 import yaml
 from test_cli import one_line_error, run
 
-from actstore import Catalog, interpret, save_coreset, select
+from actstore import Catalog, extract, interpret, save_coreset, select, verify_store
 from actstore.errors import NotOursError, UnsafeNameError
 from actstore.interpret.run import save_features
 from actstore.names import path_under
 
 TINY = ["--model", "demo-vgg", "--weights", "random", "--dataset", "synthetic:n=6,classes=2"]
-SLOW = "synthetic:n=480,classes=6,size=64,seed=3"
+MEDIUM = "synthetic:n=160,classes=4,size=64,seed=3"
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -45,9 +45,11 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path: Path, ho
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "keep.txt").write_text("precious")
-    for extra in ([], ["--overwrite"]):
-        line = one_line_error(run("extract", *TINY, "--out", str(mine), *extra, home=home, check=None))
-        assert "keep.txt" in line and "pass --overwrite" not in line
+    for overwrite in (False, True):
+        with pytest.raises(NotOursError, match="holds a folder holding keep.txt") as info:
+            extract("demo-vgg", "synthetic:n=6,classes=2", mine, weights="random", overwrite=overwrite,
+                    catalog=tmp_path / "c.yaml", progress=False)
+        assert "pass --overwrite" not in str(info.value)
     assert (mine / "keep.txt").read_text() == "precious" and len(list(mine.iterdir())) == 1
 
 
@@ -56,9 +58,11 @@ def test_a_partial_folder_that_is_not_an_extraction_is_never_cleared(tmp_path: P
     partial = tmp_path / "s.zarr.partial"
     partial.mkdir()
     (partial / "keep.txt").write_text("precious")
-    for extra in ([], ["--overwrite"]):
-        line = one_line_error(run("extract", *TINY, "--out", str(out), *extra, home=home, check=None))
-        assert "s.zarr.partial holds a folder holding keep.txt" in line
+    line = one_line_error(run("extract", *TINY, "--out", str(out), "--overwrite", home=home, check=None))
+    assert "s.zarr.partial holds a folder holding keep.txt" in line
+    with pytest.raises(NotOursError, match="s.zarr.partial holds a folder holding keep.txt"):
+        extract("demo-vgg", "synthetic:n=6,classes=2", out, weights="random", catalog=tmp_path / "c.yaml",
+                progress=False)
     assert (partial / "keep.txt").read_text() == "precious" and not out.exists()
 
 
@@ -128,7 +132,7 @@ def test_two_fresh_writers_one_writes_the_other_exits_2_naming_its_pid(tmp_path:
     crashed (KeyError: 'samples/logits'); with --overwrite the second wiped the first's partial store."""
     out = tmp_path / "race.zarr"
     args = [sys.executable, "-m", "actstore.cli", "extract", "--model", "demo-resnet", "--weights", "random",
-            "--dataset", SLOW, "--block-rows", "16", "--batch-size", "8", "--out", str(out)]
+            "--dataset", MEDIUM, "--block-rows", "16", "--batch-size", "8", "--out", str(out)]
     env = {**os.environ, "ACTSTORE_HOME": str(home)}
     procs = [subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     holder = _lock_holder(out.with_name("race.zarr.lock"), procs)
@@ -145,7 +149,7 @@ def test_two_fresh_writers_one_writes_the_other_exits_2_naming_its_pid(tmp_path:
         os.kill(holder.pid, signal.SIGCONT)
     _, err = holder.communicate(timeout=300)
     assert holder.returncode == 0, err
-    assert "ok:" in run("verify", str(out), home=home).stdout
+    assert verify_store(out).ok
     assert not out.with_name("race.zarr.lock").exists() and not out.with_name("race.zarr.partial").exists()
 
 
@@ -168,7 +172,8 @@ def test_a_symlinked_catalog_is_written_through_and_artifacts_are_0644(tmp_path:
     name, path = save_coreset(select(small_store, "random", 0.5), link, tmp_path / "cs")
     fname, fpath = save_features(interpret(small_store, "vebi", mu=0.05)[0], link, tmp_path / "features")
     assert link.is_symlink() and link.resolve() == shared
-    assert {name, fname} <= set(Catalog.load(shared).entries("coresets")) | set(Catalog.load(shared).entries("features"))
+    registered = Catalog.load(shared)
+    assert name in registered.entries("coresets") and fname in registered.entries("features")
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(shared) == 0o644 and mode(path) == 0o644 and mode(fpath) == 0o755
     assert {mode(p) for p in fpath.rglob("*") if p.is_file()} == {0o644}

@@ -22,8 +22,8 @@ import numpy as np
 
 from ..errors import StoreCorruptError
 
-__all__ = ["DIGESTS", "NONFINITE", "digest", "intact", "chunk_problem", "block_arrays", "chunk_block", "recording_store", "checking_store",
-           "load_digests"]
+__all__ = ["DIGESTS", "NONFINITE", "digest", "intact", "chunk_problem", "block_arrays", "chunk_block",
+           "recording_store", "checking_store", "load_digests"]
 
 DIGESTS = "progress/digests"
 NONFINITE = "progress/nonfinite"
