@@ -215,12 +215,10 @@ class CatalogFiles:
 
     # -- writing (the caller holds the exclusive lock) ---------------------------
     def append(self, record: dict[str, Any]) -> None:
+        """One line, one write, fsync'ed; a new journal gets 0666 less the umask (0644 under the usual one)."""
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        mode = (0o666 & ~_umask()) if not self.journal.exists() else None
         fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            if mode is not None:
-                os.fchmod(fd, mode)
             os.write(fd, line)
             os.fsync(fd)
         finally:
@@ -232,18 +230,11 @@ class CatalogFiles:
         return journal > 0 and (base + journal <= SMALL_CATALOG_BYTES or 8 * journal >= base)
 
     def compact(self, data: dict[str, Any]) -> None:
-        """Rewrite the YAML with ``data`` (the folded contents), refresh the cache, empty the journal.
+        """Rewrite the YAML with ``data`` (the folded contents), refresh the cache, remove the journal.
         Readers read the journal before the YAML, so one that reads between the two steps replays
         changes the new YAML already holds: the same contents."""
         text = dump_yaml(data)
         atomic_write_text(self.path, text, what="catalog")
         if len(text) >= SMALL_CATALOG_BYTES:
             self._write_cache(hashlib.sha256(text.encode()).hexdigest(), data)
-        if self.journal.exists():
-            os.truncate(self.journal, 0)
-
-
-def _umask() -> int:
-    from .atomic import current_umask
-
-    return current_umask()
+        self.journal.unlink(missing_ok=True)

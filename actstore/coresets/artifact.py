@@ -104,7 +104,8 @@ class Coreset:
 
             raise UnsafeNameError(f"{path}: a coreset path may not contain '..'; give the folder itself")
         atomic_write_text(path, json.dumps(self.to_dict()), what=f"coreset {path.name}",
-                          may_replace=_must_be_coreset)
+                          may_replace=_must_be_coreset,
+                          hint="rerun the same command once the location is writable (selection is recomputed)")
         return path
 
     @classmethod

@@ -61,7 +61,8 @@ class Features:
                  "params": self.params, "store": {"key": self.store_key, "path": self.store_path},
                  "fingerprint": self.fingerprint, "coreset": self.coreset, "layer": self.layer,
                  "meta": self.meta, "created": self.created}
-        with atomic_dir(path, what=f"features {path.name}", may_replace=_must_be_features) as tmp:
+        with atomic_dir(path, what=f"features {path.name}", may_replace=_must_be_features,
+                        hint="rerun the same command once the location is writable (the fit is recomputed)") as tmp:
             group = zarr.open_group(str(tmp), mode="w-", attributes={"actstore": attrs})  # "w" would recreate tmp
             for name, arr in self.arrays.items():
                 arr = np.asarray(arr)
