@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -9,8 +10,19 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import ActstoreError
+from .errors import ActstoreError, OutputNotWritableError
 from .location import Location
+
+
+def _persistent(value: str | None) -> str | None:
+    """Refuse a location that vanishes when the command exits (``memory://``): the Python API may use them."""
+    from .location import is_ephemeral
+
+    if value is not None and is_ephemeral(value):
+        raise ActstoreError(f"{value}: a memory:// location lives only inside one process and would vanish when "
+                            "this command exits; give a path or a persistent URL (s3://, gs://, file://...)")
+    return value
+
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Extract activations once into chunked stores; select coresets; interpret; evaluate.")
@@ -20,7 +32,7 @@ coreset_app = typer.Typer(no_args_is_help=True, help="List, show and export core
 app.add_typer(coreset_app, name="coreset")
 
 CatalogOpt = Annotated[str | None, typer.Option(
-    "--catalog", envvar="ACTSTORE_CATALOG",
+    "--catalog", envvar="ACTSTORE_CATALOG", callback=_persistent,
     help="Catalog file or fsspec URL that runs register into (default: <ACTSTORE_HOME>/catalog.yaml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON data on stdout.")]
 StoreArg = Annotated[str, typer.Argument(help="Store path, fsspec URL (s3://, gs://, memory://...) or catalog name.")]
@@ -47,7 +59,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 def extract(
     model: Annotated[str, typer.Option(help="Model: catalog name, demo-resnet, demo-vgg or a torchvision builder.")],
     dataset: Annotated[str, typer.Option(help="digits[:train|val], imagefolder:PATH, synthetic:n=..., or a catalog name.")],
-    out: Annotated[str | None, typer.Option(help="Store path or fsspec URL, e.g. s3://bucket/x.zarr (default: under ACTSTORE_HOME/stores).")] = None,
+    out: Annotated[str | None, typer.Option(callback=_persistent, help="Store path or fsspec URL, e.g. s3://bucket/x.zarr (default: under ACTSTORE_HOME/stores).")] = None,
     layer: Annotated[list[str] | None, typer.Option(help="Layer node name; repeat for several (default: last conv block).")] = None,
     units: Annotated[bool, typer.Option("--units", help="Also store VEBI unit features over every ReLU call.")] = False,
     weights: Annotated[str | None, typer.Option(help="State-dict file, weights enum name (local cache only) or 'random'.")] = None,
@@ -61,7 +73,9 @@ def extract(
     crop: Annotated[int | None, typer.Option(help="imagefolder: centre crop (default: --resize).")] = None,
     mean: Annotated[str, typer.Option(help="imagefolder: normalisation mean, 3 comma-separated values.")] = "0.485,0.456,0.406",
     std: Annotated[str, typer.Option(help="imagefolder: normalisation std, 3 comma-separated values.")] = "0.229,0.224,0.225",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a store with other provenance at --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an actstore store with other provenance at --out (never anything else).")] = False,
+    fingerprint: Annotated[str, typer.Option(help="imagefolder: recognise the images by name, size and mtime (stat) or also by a hash of their bytes (content: reads them all).")] = "stat",
+    allow_nonfinite: Annotated[bool, typer.Option("--allow-nonfinite", help="Keep NaN/Inf activations (counted in the provenance) instead of stopping.")] = False,
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -74,13 +88,24 @@ def extract(
         size = resize or crop
         assert size is not None
         transform, preprocessing = make_transform(size, crop or size, _floats(mean, "--mean"), _floats(std, "--std"))
+    _writable_catalog(catalog)
     result = run(model, dataset, out, layers=layer, units=units, weights=weights, batch_size=batch_size,
                  device=device, dtype=dtype, workers=workers, overwrite=overwrite, catalog=catalog,
                  block_rows=block_rows, name=name, transform=transform, preprocessing=preprocessing,
-                 progress=not as_json)
+                 progress=not as_json, fingerprint=fingerprint, allow_nonfinite=allow_nonfinite)
+    if result.note and as_json:  # without --json the extractor said it already
+        typer.echo(result.note, err=True)
     data = {"path": str(result.path), "name": result.name, "reused": result.reused,
-            "resumed_blocks": result.resumed_blocks, "written_blocks": result.written_blocks}
+            "resumed_blocks": result.resumed_blocks, "written_blocks": result.written_blocks,
+            "out_written": result.note is None}
     _emit(data, as_json, str(result.path))
+
+
+def _writable_catalog(catalog: str | None) -> None:
+    """Fail before any work when the catalog a command registers into cannot be written."""
+    from .catalog import open_catalog
+
+    open_catalog(catalog).check_writable()
 
 
 @app.command()
@@ -117,6 +142,8 @@ def verify(
             "problems": report.problems}
     text = (f"ok: {report.path} ({report.chunks_checked} chunks checked)" if report.ok else
             "\n".join([f"{report.path}: {len(report.problems)} problem(s)", *report.problems]))
+    data["notes"] = report.notes
+    text += "".join(f"\nnote: {n}" for n in report.notes)
     if report.ok:
         _emit(data, as_json, text)
         return
@@ -140,7 +167,8 @@ def catalog_ls(
     cat = open_catalog(catalog)
     kinds = [kind] if kind else list(KINDS)
     repo = repo_catalog_path()
-    sources = [cat] + ([Catalog.load(repo)] if repo and repo.resolve() != cat.path.resolve() else [])
+    mine = cat.path.resolve() if isinstance(cat.path, Path) else None
+    sources = [cat] + ([Catalog.load(repo)] if repo and repo.resolve() != mine else [])
     rows = []
     for k in kinds:
         seen = set()
@@ -182,17 +210,29 @@ def catalog_rm(
     delete: Annotated[bool, typer.Option("--delete", help="Also delete the artifact on disk.")] = False,
     catalog: CatalogOpt = None,
 ) -> None:
-    """Remove an entry from the catalog (and with --delete, its files)."""
+    """Remove an entry from the catalog (and with --delete, the artifact it names, if it provably is that one)."""
     from .catalog import open_catalog
-    from .location import remove
+    from .ownership import remove_artifact
 
     cat = open_catalog(catalog)
     entry = cat.get(kind, name)
     path = cat.resolve(entry) if "path" in entry else None
+    if delete and path is not None:
+        remove_artifact(kind, path, str(entry.get("key", "")), check_only=True)  # refused: nothing changes
     cat.remove(kind, name)
     if delete and path is not None:
-        remove(path)
+        remove_artifact(kind, path, str(entry.get("key", "")))
     typer.echo(f"removed {kind}.{name}" + (f" and deleted {path}" if delete and path else ""))
+
+
+@catalog_app.command("compact")
+def catalog_compact(catalog: CatalogOpt = None) -> None:
+    """Fold the catalog's journal of recent changes into its YAML now (done by itself as the journal grows)."""
+    from .catalog import open_catalog
+
+    cat = open_catalog(catalog)
+    cat.compact()
+    typer.echo(f"compacted {cat.path}")
 
 
 def _store_path(store: str, catalog: str | None) -> Location:
@@ -250,6 +290,9 @@ def select(
     rates = list(PAPER_RATES) if paper_rates else list(rate or [])
     if not rates:
         raise ActstoreError("give --rate R (repeatable) or --paper-rates")
+    if jobs is not None and jobs < 1:
+        raise ActstoreError(f"--jobs must be >= 1 (classes selected at once), not {jobs}")
+    _writable_catalog(catalog)
     coresets = select_many(_store_path(store, catalog), method, rates, layer=layer, seed=seed, n_jobs=jobs,
                            progress=not as_json, scheduler=scheduler, **_params(param))
     rows = []
@@ -316,7 +359,9 @@ def coreset_export(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text)
+        from .atomic import atomic_write_text
+
+        atomic_write_text(out, text, what="the exported coreset")
 
 
 @app.command()
@@ -338,6 +383,7 @@ def interpret(
     from .interpret.run import save_features
 
     cat = open_catalog(catalog)
+    cat.check_writable()
     coresets = [_coreset(c, catalog) for c in coreset or []]
     results = run(_store_path(store, catalog), method, coresets=coresets, full=full or not coresets, layer=layer,
                   scheduler=scheduler, progress=not as_json, **_params(param))
@@ -365,6 +411,7 @@ def experiment(
     if scheduler is not None:
         cfg.scheduler = scheduler
         cfg.check()
+    _writable_catalog(catalog)
     results = run_experiment(cfg, catalog, progress=not as_json)
     page = write_report(results) if report else None
     _emit({"results": str(results), "report": str(page) if page else None}, as_json,
@@ -379,7 +426,12 @@ def report_cmd(
     """Write Table 1 (Markdown, CSV), the figures and a self-contained HTML report (with the experiment's heatmaps)."""
     from .report import write_report
 
-    typer.echo(str(write_report(results, out_dir)))
+    try:
+        page = write_report(results, out_dir)
+    except OSError as exc:
+        raise _write_failure(exc, "the report", "the results file is untouched: rerun the same command once the "
+                             "location is writable") from None
+    typer.echo(str(page))
 
 
 @app.command()
@@ -394,21 +446,78 @@ def demo(
     _emit(summary, as_json, format_summary(summary))
 
 
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _write_failure(exc: OSError, what: str, hint: str = "") -> OutputNotWritableError:
+    from .atomic import os_error
+
+    return os_error(exc, exc.filename or "?", what, hint)
+
+
+class _Interrupt(BaseException):
+    """Ctrl-C, raised past click (which would print a blank line and turn KeyboardInterrupt into Abort)."""
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    raise _Interrupt
+
+
+def _interrupted() -> None:
+    _settle_pending_io()
+    typer.echo("interrupted: rerun the same command to resume (finished work is kept)", err=True)
+    sys.exit(130)
+
+
+def _settle_pending_io() -> None:
+    """zarr reads chunks as concurrent tasks on its own event loop; when one fails, its siblings are
+    still pending at exit, and asyncio reports each one destroyed ("Task was destroyed but it is
+    pending!", "Event loop is closed") after our one-line error. Cancel and await them first."""
+    sync = sys.modules.get("zarr.core.sync")
+    loop = getattr(sync, "loop", [None])[0] if sync is not None else None
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+    import asyncio
+    import contextlib
+
+    async def settle() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout=5)
+
+
 def main() -> None:
-    """Entry point: typed errors become one line on stderr and exit code 2."""
+    """Entry point: typed errors become one line on stderr and exit code 2; Ctrl-C exits 130 with a line
+    saying how to resume; a full disk or a read-only location met by code that did not say so itself
+    becomes the same one-line error."""
+    import signal
+
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         code = app(standalone_mode=False)  # click returns typer.Exit's code instead of raising it
         sys.exit(code if isinstance(code, int) else 0)
     except ActstoreError as exc:
+        _settle_pending_io()
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: rerun the same command to resume", err=True)
-        sys.exit(130)
+    except (KeyboardInterrupt, _Interrupt):
+        _interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            _interrupted()
         sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        _settle_pending_io()
+        typer.echo(f"error: {_write_failure(exc, 'a file')}", err=True)
+        sys.exit(2)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors (vendored by typer)
             exc.show()

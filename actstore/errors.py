@@ -26,6 +26,11 @@ __all__ = [
     "EvaluationError",
     "ConfigError",
     "ResultsError",
+    "DiskFullError",
+    "NotOursError",
+    "UnsafeNameError",
+    "NonFiniteError",
+    "ResultsFileError",
     "SchedulerError",
 ]
 
@@ -110,5 +115,26 @@ class ResultsError(ActstoreError, ValueError):
     """A results table is missing, truncated, from another run, or from an older actstore."""
 
 
+class DiskFullError(OutputNotWritableError):
+    """The disk (or quota) filled up while writing; nothing half-written is left behind."""
+
+
+class NotOursError(ActstoreError):
+    """A path holds something actstore did not make (no recorded provenance or key): it is never deleted."""
+
+
+class UnsafeNameError(ActstoreError, ValueError):
+    """A name would become a file name outside the folder it belongs to (``..``, ``/``, absolute...)."""
+
+
+class NonFiniteError(ActstoreError, ValueError):
+    """NaN or Inf where numbers are expected: in a block being written, a store, or a fitted artifact."""
+
+
+class ResultsFileError(ResultsError):
+    """A results CSV is truncated or malformed."""
+
+
 class SchedulerError(ActstoreError, RuntimeError):
     """A scheduler name that is not known, or a cluster that does not answer."""
+

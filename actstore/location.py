@@ -16,8 +16,10 @@ from typing import Any
 
 from .errors import StoreCorruptError, StoreError
 
-__all__ = ["Location", "is_url", "location", "exists", "fs_for", "remove", "zarr_store", "upload", "join", "parent", "read_text",
-           "write_text"]
+__all__ = ["Location", "is_url", "location", "exists", "fs_for", "zarr_store", "upload", "join", "parent", "read_text",
+           "write_text", "is_ephemeral", "EPHEMERAL_PROTOCOLS"]
+
+EPHEMERAL_PROTOCOLS = ("memory",)  # live in this process only: gone when the command exits
 
 Location = Path | str  # a Path, or a URL string (never a Path: Path would fold its "//")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -62,21 +64,6 @@ def exists(loc: Location) -> bool:
     return bool(fs.exists(path))
 
 
-def remove(loc: Location) -> None:
-    """Delete the file or folder at ``loc`` (nothing if it is not there)."""
-    if isinstance(loc, Path):
-        import shutil
-
-        if loc.is_dir():
-            shutil.rmtree(loc)
-        else:
-            loc.unlink(missing_ok=True)
-        return
-    fs, path = fs_for(loc)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-
-
 def read_text(loc: Location) -> str:
     if isinstance(loc, Path):
         return loc.read_text()
@@ -84,20 +71,17 @@ def read_text(loc: Location) -> str:
     return fs.cat_file(path).decode()
 
 
-def write_text(loc: Location, text: str) -> None:
-    """Write ``text`` in one put (remote); local files go through a temporary file and a rename."""
-    if isinstance(loc, Path):
-        import tempfile
+def is_ephemeral(loc: Any) -> bool:
+    """True for a URL whose data lives only in this process (``memory://``)."""
+    return is_url(loc) and str(loc).split("://", 1)[0].lower() in EPHEMERAL_PROTOCOLS
 
-        loc.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=loc.parent, prefix=f".{loc.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, loc)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+def write_text(loc: Location, text: str, what: str = "file") -> None:
+    """Write ``text`` in one put (remote); local files through :func:`actstore.atomic.atomic_write_text`."""
+    if isinstance(loc, Path):
+        from .atomic import atomic_write_text
+
+        atomic_write_text(loc, text, what=what)
         return
     fs, path = fs_for(loc)
     fs.pipe_file(path, text.encode())
@@ -146,11 +130,11 @@ def _strict_class() -> type:
 def upload(local: Path, url: str) -> None:
     """Copy the store folder ``local`` to ``url``: every file, then the root ``zarr.json`` last,
     so a reader never opens a half-uploaded store."""
+    from .ownership import remove_store
+
     fs, root = fs_for(url)
-    if fs.exists(root):  # an old store (--overwrite): readers stop seeing it first, then it goes
-        if fs.exists(f"{root}/zarr.json"):
-            fs.rm(f"{root}/zarr.json")
-        fs.rm(root, recursive=True)
+    if fs.exists(root):  # an old store (--overwrite), and only an actstore store: readers stop seeing it first
+        remove_store(url)
     files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != ".lock")
     last = local / "zarr.json"
     for p in [*(p for p in files if p != last), last]:

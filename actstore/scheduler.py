@@ -9,6 +9,8 @@ runs its in-process stream, the fastest path on one machine. Results are the sam
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -33,18 +35,59 @@ def check_scheduler(scheduler: str | None) -> str | None:
 
 @contextmanager
 def connect(scheduler: str, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]:
-    """A ``distributed.Client`` on ``scheduler``; a clear error when nothing answers within ``timeout``."""
-    from distributed import Client
-
-    try:
-        client = Client(scheduler, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise SchedulerError(f"no Dask scheduler answers at {scheduler} within {timeout:g} s "
-                             f"({type(exc).__name__}); is the cluster running and reachable?") from None
+    """A ``distributed.Client`` on ``scheduler``, or one clear error within ``timeout`` seconds:
+    nothing listening, a listener that never answers, or one that speaks another protocol."""
+    client = _client_within(scheduler, timeout)
     try:
         yield client
     finally:
         client.close()
+
+
+def _client_within(scheduler: str, timeout: float) -> Any:
+    """distributed's own ``timeout`` covers the TCP connect, not the handshake after it (a silent listener
+    hung for minutes; garbage read as a frame length asked for exabytes). So the client is built on a
+    thread that is abandoned when an overall deadline passes, and any failure becomes one error."""
+    from distributed import Client
+
+    built: list[Any] = []
+    outcome: dict[str, Any] = {}
+
+    class _Tracked(Client):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(self)  # kept so a half-built client can be shut up (see _abandon)
+            super().__init__(*args, **kwargs)
+
+    def build() -> None:
+        try:
+            outcome["client"] = _Tracked(scheduler, timeout=max(1.0, timeout - 1.0), set_as_default=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=build, name="actstore-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "client" in outcome:
+        return outcome["client"]
+    exc = outcome.get("error")  # before _abandon, whose stopping the loop makes the hung thread fail too
+    _abandon(built)
+    if exc is None:
+        why = f"something listens there but did not answer within {timeout:g} s"
+    elif isinstance(exc, (OSError, TimeoutError)):
+        why = f"nothing answered within {timeout:g} s ({type(exc).__name__})"
+    else:
+        why = f"whatever listens there does not speak the Dask protocol ({type(exc).__name__})"
+    raise SchedulerError(f"no Dask scheduler answers at {scheduler}: {why}; is the cluster running, reachable, "
+                         "and is this the scheduler's address (tcp://host:8786)?") from None
+
+
+def _abandon(built: list[Any]) -> None:
+    """Mark a half-built client closed so its ``__del__`` does not try (and time out, noisily) to close it."""
+    for client in built:
+        with contextlib.suppress(Exception):
+            client.status = "closed"
+        with contextlib.suppress(Exception):
+            client._loop_runner.stop()
 
 
 def dask_compute(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], scheduler: str,

@@ -71,13 +71,11 @@ def test_killed_extraction_resumes_to_an_identical_store(tmp_path: Path) -> None
 
 def test_second_writer_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "locked.zarr"
-    partial = out.with_name(out.name + ".partial")
-    partial.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
         from actstore.store.lock import WriterLock
-        lock = WriterLock(Path({str(partial)!r}), "x").acquire()
+        lock = WriterLock(Path({str(out)!r}), "x").acquire()
         print("held", flush=True)
         time.sleep(60)
     """)], stdout=subprocess.PIPE, text=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,17 +93,19 @@ class Coreset:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically (a temporary file renamed into place)."""
+        """Write atomically (:mod:`actstore.atomic`); an existing file is replaced only if it is a coreset."""
+        from ..atomic import atomic_write_text
+        from ..names import check_name
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        check_name(path.name, "coreset file name")
+        if ".." in path.parts:
+            from ..errors import UnsafeNameError
+
+            raise UnsafeNameError(f"{path}: a coreset path may not contain '..'; give the folder itself")
+        atomic_write_text(path, json.dumps(self.to_dict()), what=f"coreset {path.name}",
+                          may_replace=_must_be_coreset,
+                          hint="rerun the same command once the location is writable (selection is recomputed)")
         return path
 
     @classmethod
@@ -125,3 +126,13 @@ class Coreset:
                        store_path=d["store"]["path"], classes=list(d["classes"]), created=d["created"])
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{path}: malformed coreset file ({type(exc).__name__}: {exc})") from None
+
+
+def _must_be_coreset(path: Path) -> None:
+    """Refuse to replace a file that is not an actstore coreset."""
+    from ..ownership import artifact_key, describe
+    from ..errors import NotOursError
+
+    if artifact_key("coresets", path) is None:
+        raise NotOursError(f"{path} holds {describe(path)} that is not an actstore coreset; it is never replaced: "
+                           "move it away or choose another --out-dir")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 from ..catalog import Catalog, open_catalog
 from ..config import home
 from ..errors import StoreError
+from ..names import MAX_NAME, path_under, slug
 from ..progress import progress_bar
 from ..scheduler import check_scheduler, dask_compute
 from ..store.reader import ActivationStore, open_store
@@ -114,6 +114,8 @@ def select_many(
     With ``scheduler`` (see :mod:`actstore.scheduler`) the classes are split into Dask tasks instead.
     """
     scheduler = check_scheduler(scheduler)
+    if n_jobs is not None and (isinstance(n_jobs, bool) or int(n_jobs) != n_jobs or n_jobs < 1):
+        raise SelectionError(f"n_jobs must be a whole number >= 1 (classes selected at once), got {n_jobs}")
     st = _as_store(store)
     selector = get_selector(method)
     scores_arg = params.pop("scores", None)
@@ -230,16 +232,16 @@ def select(store: ActivationStore | str | os.PathLike[str], method: str, rate: f
 
 def save_coreset(coreset: Coreset, catalog: Catalog | str | os.PathLike[str] | None = None,
                  out_dir: str | os.PathLike[str] | None = None, name: str | None = None) -> tuple[str, Path]:
-    """Save ``coreset`` atomically and register it in the catalog; returns (catalog name, path)."""
+    """Save ``coreset`` atomically and register it in the catalog; returns (catalog name, path).
+    The name becomes the file name only through :func:`actstore.names.path_under`."""
     cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
     store_name = cat.find("stores", key=coreset.store_key) or Path(coreset.store_path).stem
-    name = name or re.sub(r"[^A-Za-z0-9._-]+", "-",
-                          f"{store_name}.{coreset.method}.r{coreset.rate:g}.s{coreset.seed}")
+    name = name or slug(f"{store_name}.{coreset.method}.r{coreset.rate:g}.s{coreset.seed}", MAX_NAME - 7)
     existing = cat.entries("coresets").get(name)
     if existing and existing.get("key") != coreset.key:
         name = f"{name}-{coreset.key[:6]}"
     folder = Path(out_dir) if out_dir is not None else home() / "coresets"
-    path = coreset.save(folder / f"{name}.json")
+    path = coreset.save(path_under(folder, name, ".json", "coreset name"))
     cat.add("coresets", name, {
         "path": str(path), "fingerprint": coreset.fingerprint, "key": coreset.key,
         "provenance": {"method": coreset.method, "params": coreset.params, "rate": coreset.rate,

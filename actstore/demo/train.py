@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import atomic_write_bytes, atomic_write_text
 from ..config import home
 from ..errors import ModelError
 from ..progress import status
@@ -76,9 +76,7 @@ def demo_weights(builder: str) -> Path:
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    lock_dir = folder / f".{builder}.training"
-    lock_dir.mkdir(exist_ok=True)
-    with WriterLock(lock_dir, f"demo model {builder}"):
+    with WriterLock(folder / f".{builder}.training", f"demo model {builder}"):
         if path.is_file():  # another process trained it while we waited
             return path
         status(f"training {builder} on digits (once; cached in {folder})...")
@@ -87,11 +85,10 @@ def demo_weights(builder: str) -> Path:
             raise ModelError(f"{builder} reached only {metrics['val_accuracy']:.3f} validation accuracy after "
                              "training; the demo's data or settings changed")
         status(f"{builder}: validation accuracy {metrics['val_accuracy']:.3f} ({metrics['train_seconds']} s)")
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-        (folder / f"{builder}.json").write_text(json.dumps(metrics, indent=1))
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        atomic_write_bytes(path, buf.getvalue(), what=f"the {builder} weights")
+        atomic_write_text(folder / f"{builder}.json", json.dumps(metrics, indent=1), what=f"the {builder} metrics")
     return path
 
 

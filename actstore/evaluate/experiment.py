@@ -12,7 +12,6 @@ the registry; the runner knows none of them by name.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..catalog import Catalog, open_catalog
 from ..coresets.artifact import Coreset
 from ..coresets.select import save_coreset, select_many
@@ -40,7 +40,7 @@ from ..store.schema import provenance_key
 from .config import ExperimentConfig
 from .heatmap_data import HeatmapCollector
 from .protocol import class_accuracy, phi_of_pairs
-from .results import write_results
+from .results import write_csv, write_results
 
 __all__ = ["ExperimentConfig", "run_experiment", "FLOOR_SEED_OFFSET"]
 
@@ -246,12 +246,7 @@ def _evaluate(cfg: ExperimentConfig, model: str, ctx: EvalContext, fitted: _Fitt
 def _write_tables(out: Path, tables: dict[str, list[dict[str, Any]]]) -> None:
     for name, rows in tables.items():
         if rows:
-            tmp = out / f".{name}.csv.tmp"
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, out / f"{name}.csv")
+            write_csv(out / f"{name}.csv", rows, list(rows[0]), f"the {name} table")
 
 
 def _up_to_date(out: Path, key: str) -> bool:
@@ -297,6 +292,5 @@ def _publish(out: Path, rows: list[dict[str, Any]], tables: dict[str, list[dict[
     write_results(out / "results.csv", rows)
     stores = {m: {k: {"key": s.key, "path": str(s.path), "rows": s.n_rows, "classes": len(s.classes)}
                   for k, s in v.items()} for m, v in grid.stores.items()}
-    tmp = out / ".provenance.json.tmp"
-    tmp.write_text(json.dumps({"key": key, "config": cfg.as_dict(), "stores": stores}, indent=1, default=str))
-    os.replace(tmp, out / "provenance.json")
+    atomic_write_text(out / "provenance.json", json.dumps({"key": key, "config": cfg.as_dict(), "stores": stores},
+                                                          indent=1, default=str), what="the results' provenance")

@@ -4,6 +4,7 @@ one ρ (first seed), transferred coresets next to their source, the full data la
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from ..coresets.artifact import Coreset
 from ..interpret.base import EvalContext
 
@@ -67,9 +69,9 @@ class HeatmapCollector:
                 arrays[f"z{j}_{i}"] = z
         meta = {"model": self.model, "interpreter": self.method, "columns": self.columns, "rows": self.rows,
                 "top_k": int(self.settings.top_k), "rate": float(self.settings.rate)}
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=np.array(json.dumps(meta)), **arrays)
+        atomic_write_bytes(path, buf.getvalue(), what="heatmap data", hint="rerun the experiment to write it")
 
 
 def load_heatmap_data(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray, dict[str, list[np.ndarray]]]:

@@ -20,12 +20,15 @@ Columns, one row per model x interpreter x selector x ρ x seed x class x α:
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_text
 from ..errors import ResultsError
+from ..results_io import read_results_csv
 
 __all__ = ["RESULT_COLUMNS", "NUMERIC_COLUMNS", "write_results", "read_results", "BASELINES"]
 
@@ -38,43 +41,36 @@ BASELINES = ("unmodified", "random-units")  # reference rows next to VEBI's (pap
 
 
 def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
-    """``rows`` as ``path`` (CSV), written beside it first and renamed into place."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """``rows`` as ``path`` (CSV), written atomically."""
+    write_csv(path, rows, RESULT_COLUMNS, "the results table")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str], what: str) -> None:
+    """``rows`` as a CSV at ``path``, written atomically (:mod:`actstore.atomic`)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue(), what=what, hint="rerun the experiment: it reuses every artifact")
 
 
 def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The results CSV as dicts with numbers parsed; an error for a table that is not a whole one of ours."""
+    """The results CSV as dicts with numbers parsed; an error for a table that is not a whole one of ours
+    (truncated or malformed: :func:`actstore.results_io.read_results_csv`; foreign; or from an older actstore)."""
     path = Path(path)
-    if not path.is_file():
-        raise ResultsError(f"{path}: no such results file")
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path}: not an actstore results table ({exc})") from None
+    rows = read_results_csv(path)
+    header = list(rows[0])
     if "phi" not in header or "interpreter" not in header:
         raise ResultsError(f"{path}: not an actstore results table (no interpreter/phi columns)")
     missing = [c for c in RESULT_COLUMNS if c not in header]
     if missing:
         raise ResultsError(f"{path}: made by an older actstore (no column(s) {', '.join(missing)}); "
                            "rerun the experiment to get them (it reuses every artifact it can)")
-    if not rows:
-        raise ResultsError(f"{path}: the results table is empty")
     return [_parsed(path, i + 2, r) for i, r in enumerate(rows)]
 
 
 def _parsed(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
-    if None in row or any(v is None for v in row.values()):
-        raise ResultsError(f"{path}: line {line} has {'more' if None in row else 'fewer'} fields than the header "
-                           "(a truncated or edited file); rerun the experiment to write it again")
-    out = dict(row)
+    out: dict[str, Any] = dict(row)
     for k in NUMERIC_COLUMNS:
         try:
             out[k] = float(row[k]) if row[k] not in ("", "nan") else math.nan

@@ -4,14 +4,21 @@ Each resolves to a :class:`DatasetSource` that knows its labels and fingerprint 
 is decoded, so the store's class-contiguous row order is fixed up front. Sample ids are positions
 in the dataset's canonical order (sorted file paths for ImageFolder) and never change.
 
+An image folder's fingerprint covers each file's relative name, label, size and modification time
+(``stat``, the default: one ``stat`` per file), or also a SHA-256 of each file's bytes
+(``content``: reads the whole dataset; for the paranoid). A file whose contents changed therefore
+changes the fingerprint, and no store extracted from the old contents is reused.
+
 Unreadable images (truncated or corrupt files with an image extension) stop the extraction with
-an error naming the file: fix or remove it and rerun (a resumed run keeps the finished blocks).
-Files without an image extension are not part of an ImageFolder and are ignored.
+an error naming the file: fix or remove it and rerun (the finished blocks whose images did not
+change are kept: see ``item_keys``). Files without an image extension are not part of an
+ImageFolder and are ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +31,9 @@ from torch.utils.data import Dataset
 from ..errors import DatasetError
 
 __all__ = ["DatasetSource", "resolve_dataset", "make_transform", "DIGITS_SIZE", "DIGITS_MEAN", "DIGITS_STD",
-           "digits_split"]
+           "digits_split", "FINGERPRINT_MODES"]
+
+FINGERPRINT_MODES = ("stat", "content")
 
 DIGITS_SIZE = 32
 DIGITS_MEAN, DIGITS_STD = 0.3, 0.4  # of digits pixels / 16
@@ -51,6 +60,7 @@ class DatasetSource:
     info: dict[str, Any] = field(default_factory=dict)
     needs_transform: bool = False  # imagefolder: decodes images; set ``transform`` before loading
     transform: Callable[[Any], torch.Tensor] | None = None
+    item_keys: list[str] | None = None  # per sample id: what its input is (a file's name, size, mtime...)
 
     @property
     def n(self) -> int:
@@ -121,6 +131,7 @@ def _digits(split: str) -> DatasetSource:
     x = ((x - DIGITS_MEAN) / DIGITS_STD).expand(-1, 3, -1, -1).contiguous()
     labels = target[chosen]
     return DatasetSource(
+        item_keys=[f"digits:{i}" for i in chosen.tolist()],
         spec=f"digits:{split}",
         classes=[str(i) for i in range(10)],
         labels=labels,
@@ -152,8 +163,10 @@ def _synthetic(args: str) -> DatasetSource:
         base = torch.stack([torch.sin(f[k, 0] * yy + f[k, 1] * xx) for k in range(3)])
         return base + 0.3 * torch.randn(3, size, size, generator=g)
 
+    spec = f"synthetic:n={n},classes={c},size={size},seed={seed}"
     return DatasetSource(
-        spec=f"synthetic:n={n},classes={c},size={size},seed={seed}",
+        item_keys=[f"{spec}:{i}" for i in range(n)],
+        spec=spec,
         classes=[f"class{k}" for k in range(c)],
         labels=labels.astype(np.int64),
         fingerprint=_fingerprint(f"synthetic:{n}:{c}:{size}:{seed}", list(map(str, range(n))), labels),
@@ -162,8 +175,24 @@ def _synthetic(args: str) -> DatasetSource:
     )
 
 
-def _imagefolder(root: str, transform: Callable[[Any], torch.Tensor] | None, preprocessing: dict[str, Any]
-                 ) -> DatasetSource:
+def _file_keys(files: list[str], rel: list[str], mode: str) -> list[str]:
+    """What each file is, for the fingerprint: name, size and mtime (``stat``), or name and SHA-256."""
+    keys = []
+    for path, name in zip(files, rel, strict=True):
+        try:
+            if mode == "content":
+                with open(path, "rb") as fh:
+                    keys.append(f"{name}\0{hashlib.file_digest(fh, 'sha256').hexdigest()}")
+            else:
+                st = os.stat(path)
+                keys.append(f"{name}\0{st.st_size}\0{st.st_mtime_ns}")
+        except OSError as exc:
+            raise DatasetError(f"cannot read {path}: {exc.strerror}; fix its permissions or remove it") from None
+    return keys
+
+
+def _imagefolder(root: str, transform: Callable[[Any], torch.Tensor] | None, preprocessing: dict[str, Any],
+                 fingerprint: str = "stat") -> DatasetSource:
     from torchvision.datasets import ImageFolder
 
     path = Path(root).expanduser()
@@ -195,11 +224,13 @@ def _imagefolder(root: str, transform: Callable[[Any], torch.Tensor] | None, pre
                                "fix or remove the file and rerun") from None
         return transform(img)
 
+    keys = _file_keys(files, rel, fingerprint)
     source = DatasetSource(
         spec=f"imagefolder:{path}",
         classes=list(folder.classes),
         labels=labels,
-        fingerprint=_fingerprint("imagefolder", rel, labels),
+        fingerprint=_fingerprint(f"imagefolder:{fingerprint}", keys, labels),
+        item_keys=keys,
         preprocessing=preprocessing,
         load=load,
         info={"root": str(path)},
@@ -214,8 +245,12 @@ def resolve_dataset(
     *,
     transform: Callable[[Any], torch.Tensor] | None = None,
     preprocessing: dict[str, Any] | None = None,
+    fingerprint: str = "stat",
 ) -> DatasetSource:
-    """Resolve a dataset spec. ``transform`` (PIL -> tensor) is used by ``imagefolder`` only."""
+    """Resolve a dataset spec. ``transform`` (PIL -> tensor) and ``fingerprint`` (``stat`` or
+    ``content``, see the module docstring) are used by ``imagefolder`` only."""
+    if fingerprint not in FINGERPRINT_MODES:
+        raise DatasetError(f"fingerprint must be one of {', '.join(FINGERPRINT_MODES)}, not '{fingerprint}'")
     kind, _, arg = spec.partition(":")
     if kind == "digits":
         return _digits(arg or "train")
@@ -224,6 +259,6 @@ def resolve_dataset(
     if kind == "imagefolder":
         if not arg:
             raise DatasetError("imagefolder needs a path: imagefolder:/path/to/root")
-        return _imagefolder(arg, transform, preprocessing or {})
+        return _imagefolder(arg, transform, preprocessing or {}, fingerprint)
     raise DatasetError(f"unknown dataset spec '{spec}'; use digits[:train|val], imagefolder:PATH or "
                        "synthetic:n=N,classes=C,size=S,seed=K (or a dataset name from the catalog)")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import shutil
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,15 @@ from torch.utils.data import DataLoader, Sampler
 from ..catalog import Catalog, lookup, open_catalog
 from ..config import home
 from ..device import resolve_device
-from ..errors import DatasetError, StoreError, StoreExistsError
-from ..location import Location, exists, location, upload
-from ..store.reader import ActivationStore, open_store, read_provenance
+from ..errors import DatasetError, NonFiniteError, NotOursError, StoreError, StoreExistsError
+from ..location import Location, exists, is_url, location, upload
+from ..names import check_name, path_under, slug
+from ..ownership import describe, require_store, root_attrs, store_key
+from ..store.reader import ActivationStore, open_store
+from ..store.rebase import block_input_digests
 from ..store.schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
 from ..store.writer import StoreWriter
-from .datasets import DatasetSource, collate_rows, resolve_dataset
+from .datasets import FINGERPRINT_MODES, DatasetSource, collate_rows, resolve_dataset
 from .models import LoadedModel, load_model
 from .probe import _LOGITS, Probe
 
@@ -41,10 +43,31 @@ class ExtractResult:
     resumed_blocks: int
     written_blocks: int
     loop_seconds: float = 0.0  # the forward-and-write loop alone (images/s = rows / loop_seconds)
+    note: str | None = None  # e.g. that --out was not written because an existing store was reused
 
     @property
     def store(self) -> ActivationStore:
         return open_store(self.path)
+
+
+@dataclass
+class ExtractPlan:
+    """Everything decided before the first forward pass: what is computed, and where it goes."""
+
+    source: DatasetSource
+    loaded: LoadedModel
+    probe: Probe
+    spec: StoreSpec
+    provenance: dict[str, Any]
+    store_name: str
+    target: Location  # where the finished store lives (a path or URL)
+    path: Path  # where it is written: ``target``, or a local staging folder for a URL
+    requested: Location | None  # the --out the user gave
+    options: dict[str, Any] = field(default_factory=dict)  # batch_size, device, workers, overwrite...
+
+    @property
+    def key(self) -> str:
+        return str(self.provenance["key"])
 
 
 def package_versions() -> dict[str, str]:
@@ -80,17 +103,13 @@ class _BlockBatches(Sampler[list[int]]):
                    for b in self.blocks)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80]
-
-
-def _resolve_source(dataset: str, catalog: Catalog) -> DatasetSource:
+def _resolve_source(dataset: str, catalog: Catalog, fingerprint: str = "stat") -> DatasetSource:
     """The dataset by catalog name or spec; checked before any model is built or trained."""
     entry = lookup("datasets", dataset, catalog)
-    source = resolve_dataset(entry["spec"] if entry else dataset)
+    source = resolve_dataset(entry["spec"] if entry else dataset, fingerprint=fingerprint)
     if entry and entry.get("fingerprint") and entry["fingerprint"] != source.fingerprint:
-        raise DatasetError(f"dataset '{dataset}' has fingerprint {source.fingerprint}, but the catalog "
-                           f"records {entry['fingerprint']}: the data changed; update or remove the entry")
+        raise DatasetError(f"dataset '{dataset}' has fingerprint {source.fingerprint} ({fingerprint} mode), but "
+                           f"the catalog records {entry['fingerprint']}: the data changed; update or remove the entry")
     if source.n == 0:
         raise DatasetError(f"dataset '{dataset}' has no samples")
     return source
@@ -127,99 +146,211 @@ def extract(
     preprocessing: dict[str, Any] | None = None,
     name: str | None = None,
     progress: bool = True,
+    fingerprint: str = "stat",
+    allow_nonfinite: bool = False,
 ) -> ExtractResult:
     """Extract ``model``'s activations over ``dataset`` into a store, and register it in the catalog.
 
     A finished store with the same provenance is reused (and said so); an interrupted one is
     resumed from its ledger. ``layers`` default to the model's last conv block; ``units`` adds
-    VEBI's unit features over every ReLU call. Returns where the store is and what was done.
+    VEBI's unit features over every ReLU call. ``fingerprint`` is how an image folder is recognised
+    (``stat``: names, labels, sizes and modification times; ``content``: also a hash of every file).
+    A block with NaN/Inf is refused unless ``allow_nonfinite``. Returns where the store is and what
+    was done.
     """
+    _check_options(dtype, batch_size, workers, fingerprint, name)
+    options = {"batch_size": batch_size, "device": resolve_device(device), "workers": workers,
+               "overwrite": overwrite, "allow_nonfinite": allow_nonfinite}
+    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
+    plan = plan_extraction(model, dataset, out, cat, layers=layers, units=units, weights=weights, dtype=dtype,
+                           block_rows=block_rows, transform=transform, preprocessing=preprocessing, name=name,
+                           fingerprint=fingerprint, options=options)
+    say = _Say(progress)
+    found = find_reusable(plan, cat)
+    if found is not None:
+        return _reuse(plan, found, cat, say)
+    writer = StoreWriter(plan.path, plan.spec, plan.provenance, overwrite=overwrite,
+                         allow_nonfinite=allow_nonfinite).lock()
+    try:
+        found = find_reusable(plan, cat)  # again under the lock: another writer may have just finished it
+        if found is not None:
+            return _reuse(plan, found, cat, say)
+        loop_seconds, written = execute_extraction(plan, writer, say)
+    finally:
+        writer.release()
+    return publish_store(plan, cat, say, writer.resumed_blocks, written, loop_seconds)
+
+
+def _check_options(dtype: str, batch_size: int, workers: int | None, fingerprint: str, name: str | None) -> None:
+    """Refuse bad options before any work (nothing is built, trained or written yet)."""
     if dtype not in ("float16", "float32"):
         raise StoreError(f"--dtype must be float16 or float32, not '{dtype}'")
     if batch_size < 1:
         raise StoreError(f"--batch-size must be >= 1, not {batch_size}")
-    cat = catalog if isinstance(catalog, Catalog) else open_catalog(catalog)
-    source = _resolve_source(dataset, cat)
+    if workers is not None and workers < 0:
+        raise StoreError(f"--workers must be >= 0 (0 loads images in this process), not {workers}")
+    if fingerprint not in FINGERPRINT_MODES:
+        raise StoreError(f"--fingerprint must be one of {', '.join(FINGERPRINT_MODES)}, not '{fingerprint}'")
+    if name is not None:
+        check_name(name, "--name")
+
+
+def plan_extraction(model: str, dataset: str, out: str | os.PathLike[str] | None, cat: Catalog, *,
+                    layers: list[str] | None, units: bool, weights: str | None, dtype: str, block_rows: int | None,
+                    transform: Any, preprocessing: dict[str, Any] | None, name: str | None,
+                    fingerprint: str = "stat", options: dict[str, Any] | None = None) -> ExtractPlan:
+    """Resolve the dataset (first: a bad spec fails before any model is built), the model and its
+    layers; lay out the store; decide its provenance key and where it goes."""
+    source = _resolve_source(dataset, cat, fingerprint)
     loaded = load_model(model, weights, catalog=cat)
     _apply_transform(source, loaded, transform, preprocessing)
     layers = list(dict.fromkeys(layers or [loaded.default_layer]))
-    dev = resolve_device(device)
-
-    order = np.argsort(source.labels, kind="stable")  # class-contiguous rows, ids ascending within a class
     probe = Probe(loaded, layers, units)
-    first = source.load(int(order[0]))
-    shapes = probe.describe(first[None])
+    spec = _layout(source, probe, layers, dtype, block_rows)
+    options = options or {}
+    provenance = _provenance(source, loaded, spec, dataset, dtype, units, fingerprint)
+    provenance["batch_size"] = options.get("batch_size", 64)  # a resumed run batches as the first one did
+    key = provenance["key"]
+    store_name = name or slug(f"{loaded.name}_{source.spec.replace('imagefolder:', '')}")
+    requested = location(out) if out is not None else None
+    target = requested if requested is not None else path_under(home() / "stores", f"{store_name}-{key}", ".zarr")
+    # a remote store is written locally (resumable, locked) and uploaded once complete
+    path = target if isinstance(target, Path) else path_under(home() / "staging", f"{store_name}-{key}", ".zarr")
+    return ExtractPlan(source, loaded, probe, spec, provenance, store_name, target, path, requested, options)
+
+
+def _layout(source: DatasetSource, probe: Probe, layers: list[str], dtype: str, block_rows: int | None) -> StoreSpec:
+    """The store's layout: class-contiguous rows (ids ascending within a class), shapes from one probe."""
+    order = np.argsort(source.labels, kind="stable")
+    shapes = probe.describe(source.load(int(order[0]))[None])
     layer_specs = [LayerSpec(n, *shapes[n]) for n in layers]
-    n_logits = shapes[_LOGITS][0]
     spec = StoreSpec(sample_ids=order.astype(np.int64), labels=source.labels[order].astype(np.int32),
-                     class_names=source.classes, n_logits=n_logits, layers=layer_specs,
+                     class_names=source.classes, n_logits=shapes[_LOGITS][0], layers=layer_specs,
                      unit_layers=list(probe.unit_layers), maps_dtype=dtype)
     widest = max([np.dtype(dtype).itemsize * int(np.prod(s.shape)) for s in layer_specs] + [4 * spec.n_units])
     spec.block_rows = choose_block_rows(widest, spec.n_rows, block_rows)
+    if source.item_keys is not None:
+        spec.inputs = block_input_digests(source.item_keys, spec)
+    return spec
 
+
+def _provenance(source: DatasetSource, loaded: LoadedModel, spec: StoreSpec, dataset: str, dtype: str,
+                units: bool, fingerprint: str) -> dict[str, Any]:
+    """What the store records about itself; ``key`` hashes only what determines its numbers."""
     content = {
         "schema_version": SCHEMA_VERSION,
         "model": {k: v for k, v in loaded.provenance().items() if k != "name"},
-        "layers": {s.name: list(s.shape) for s in layer_specs},
+        "layers": {s.name: list(s.shape) for s in spec.layers},
         "units": bool(units),
         "preprocessing": {**source.preprocessing},
         "dataset": source.fingerprint,
         "dtype": dtype,
     }
-    key = provenance_key(content)
-    provenance = {
-        "key": key,
+    return {
+        "key": provenance_key(content),
+        "method_key": provenance_key({k: v for k, v in content.items() if k != "dataset"}),
         "model": loaded.provenance(),
         "layers": content["layers"],
-        "n_logits": n_logits,
+        "n_logits": spec.n_logits,
         "units": {"n_units": spec.n_units, "scope": "features" if loaded.family == "vgg" else "model",
                   "feature": "channel energy / layer energy, per ReLU call",
                   "layers": [[n, c] for n, c in spec.unit_layers]} if units else None,
         "preprocessing": source.preprocessing,
         "dataset": {"spec": source.spec, "name": dataset, "fingerprint": source.fingerprint,
-                    "n_rows": spec.n_rows, "classes": len(source.classes)},
+                    "fingerprint_mode": fingerprint, "n_rows": spec.n_rows, "classes": len(source.classes)},
         "dtype": dtype,
-        "batch_size": batch_size,
         "versions": package_versions(),
     }
-    store_name = name or _slug(f"{loaded.name}_{source.spec.replace('imagefolder:', '')}")
-    target = location(out) if out is not None else home() / "stores" / f"{store_name}-{key}.zarr"
-    # a remote store is written locally (resumable, locked) and uploaded once complete
-    path = target if isinstance(target, Path) else home() / "staging" / f"{store_name}-{key}.zarr"
-    say = _Say(progress)
 
-    reused = _reusable(target, key, overwrite, cat)
-    if reused is not None:
-        say(f"reusing the finished store {reused} (same provenance, key {key}); nothing to compute")
-        return ExtractResult(reused, _register(cat, store_name, reused, provenance), True, 0, 0)
 
-    writer = StoreWriter(path, spec, provenance, overwrite=overwrite)
-    writer.check_writable()
-    say(f"store: {path}  rows: {spec.n_rows}  classes: {len(spec.class_names)}  layers: "
-        + ", ".join(f"{s.name} {s.height}x{s.width}x{s.channels}" for s in layer_specs)
-        + (f"  units: {spec.n_units}" if units else ""))
+def find_reusable(plan: ExtractPlan, cat: Catalog) -> Location | None:
+    """A finished store with the plan's key: at the target, else where the catalog says one is.
+
+    Something else at the target is refused: another store unless ``overwrite`` (then replaced once
+    the new one is complete), and anything that is not an actstore store always (never deleted)."""
+    target, key, overwrite = plan.target, plan.key, plan.options.get("overwrite", False)
+    if exists(target):
+        found = store_key(target)
+        if found == key and (root_attrs(target) or {}).get("status") == "complete":
+            return _usable(plan, target)
+        if found is None:
+            raise NotOursError(f"{target} holds {describe(target)}, not an actstore store; actstore never replaces "
+                               "what it did not make (not even with --overwrite): choose another --out or move it away")
+        if not overwrite:
+            raise StoreExistsError(f"{target} already holds a store with other provenance (key {found}); pass "
+                                   "--overwrite to replace it (the old one is kept until the new one is complete)")
+        require_store(target, "replaces")
+        return None
+    name = cat.find("stores", key=key)
+    if name is None or overwrite:
+        return None
+    where = cat.resolve(cat.get("stores", name))
+    attrs = root_attrs(where) if exists(where) else None
+    if attrs and attrs.get("key") == key and attrs.get("status") == "complete":
+        return _usable(plan, where)
+    return None
+
+
+def _usable(plan: ExtractPlan, where: Location) -> Location:
+    """A reusable store, unless it holds NaN/Inf that this run did not allow."""
+    counts = (root_attrs(where) or {}).get("nonfinite") or {}
+    bad = sum(int(v) for v in counts.values()) if isinstance(counts, dict) else 0
+    if bad and not plan.options.get("allow_nonfinite", False):
+        raise NonFiniteError(f"the finished store {where} with this provenance holds {bad} NaN/Inf value(s) "
+                             "(extracted with --allow-nonfinite); pass --allow-nonfinite to use it")
+    return where
+
+
+def _reuse(plan: ExtractPlan, found: Location, cat: Catalog, say: _Say) -> ExtractResult:
+    say(f"reusing the finished store {found} (same provenance, key {plan.key}); nothing to compute")
+    note = None
+    if plan.requested is not None and str(found) != str(plan.requested):
+        note = (f"note: --out {plan.requested} was not written: the existing store at {found} has the same "
+                "provenance and was reused (pass --overwrite to extract into --out anyway)")
+        say(note)
+    name = _register(cat, plan.store_name, found, plan.provenance)
+    return ExtractResult(found, name, True, 0, 0, note=note)
+
+
+def execute_extraction(plan: ExtractPlan, writer: StoreWriter, say: _Say) -> tuple[float, int]:
+    """Run the forward passes over the pending blocks and finalize the store (the lock is held).
+    Returns the loop's seconds and the number of blocks written."""
+    spec, opts = plan.spec, plan.options
+    say(f"store: {plan.path}  rows: {spec.n_rows}  classes: {len(spec.class_names)}  layers: "
+        + ", ".join(f"{s.name} {s.height}x{s.width}x{s.channels}" for s in spec.layers)
+        + (f"  units: {spec.n_units}" if spec.unit_layers else ""))
     estimate = spec.n_rows * spec.row_bytes()
-    free = shutil.disk_usage(_existing_parent(path)).free
+    free = shutil.disk_usage(_existing_parent(plan.path)).free
     say(f"disk: up to {estimate / 1e6:,.1f} MB before compression ({free / 1e9:,.1f} GB free)")
     if estimate > free:
         say("warning: the store may not fit on this disk uncompressed")
-
+    dev = opts["device"]
     with writer:
         pending = writer.pending_blocks()
+        batch_size = opts["batch_size"]
+        if writer.rebased is not None:
+            say(f"the dataset changed since this extraction began: {writer.rebased[0]} of the "
+                f"{writer.rebased[1]} finished blocks hold unchanged images and are kept")
         if writer.resumed_blocks:
             batch_size = int(writer.group.attrs["actstore"].get("batch_size", batch_size))
             say(f"resuming: {writer.resumed_blocks} of {spec.n_blocks} blocks already written")
         started = time.perf_counter()
-        _run(writer, probe.to(dev), source, spec, pending, batch_size, dev, workers, say)
+        _run(writer, plan.probe.to(dev), plan.source, spec, pending, batch_size, dev, opts["workers"], say)
         loop_seconds = time.perf_counter() - started
-        writer.finalize({"store_path": str(target)})
-    if not isinstance(target, Path):
-        say(f"uploading to {target}")
-        upload(path, target)
-        shutil.rmtree(path)
-    say(f"done: {target}")
-    return ExtractResult(target, _register(cat, store_name, target, provenance), False,
-                         writer.resumed_blocks, len(pending), loop_seconds)
+        writer.finalize({"store_path": str(plan.target)})
+    return loop_seconds, len(pending)
+
+
+def publish_store(plan: ExtractPlan, cat: Catalog, say: _Say, resumed: int, written: int,
+                  loop_seconds: float) -> ExtractResult:
+    """Upload a staged store to its URL (root metadata last), then register it in the catalog."""
+    if is_url(plan.target):
+        say(f"uploading to {plan.target}")
+        upload(plan.path, str(plan.target))
+        shutil.rmtree(plan.path)  # the staging copy: ours, just finished
+    say(f"done: {plan.target}")
+    name = _register(cat, plan.store_name, plan.target, plan.provenance)
+    return ExtractResult(plan.target, name, False, resumed, written, loop_seconds)
 
 
 def _existing_parent(path: Path) -> Path:
@@ -229,31 +360,9 @@ def _existing_parent(path: Path) -> Path:
     return p
 
 
-def _reusable(path: Location, key: str, overwrite: bool, cat: Catalog) -> Location | None:
-    if exists(path):
-        try:
-            attrs = read_provenance(path)
-        except StoreError:
-            attrs = {}
-        if attrs.get("key") == key and attrs.get("status") == "complete":
-            return path
-        if not overwrite:
-            what = f"a store with other provenance (key {attrs.get('key')})" if attrs else "other files"
-            raise StoreExistsError(f"{path} already holds {what}; pass --overwrite to replace it "
-                                   f"(the old one is kept until the new one is complete)")
-        return None
-    name = cat.find("stores", key=key)
-    if name is not None and not overwrite:
-        found = cat.resolve(cat.get("stores", name))
-        try:
-            if read_provenance(found).get("status") == "complete":
-                return found
-        except StoreError:
-            return None
-    return None
-
-
 def _register(cat: Catalog, name: str, path: Location, provenance: dict[str, Any]) -> str:
+    """Register the store under ``name`` (suffixed with its key when the name is taken by another store);
+    an unwritable catalog is an error that says where the finished store is."""
     existing = cat.entries("stores").get(name)
     if existing and existing.get("key") != provenance["key"]:
         name = f"{name}-{provenance['key'][:6]}"

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..catalog import Catalog, open_catalog
 from ..config import home
+from ..names import path_under, slug
 from ..coresets.artifact import Coreset
 from ..progress import progress_bar
 from ..resources import measured
@@ -65,9 +66,9 @@ def save_features(features: Features, catalog: Catalog | str | os.PathLike[str] 
     store_name = cat.find("stores", key=features.store_key) or Path(features.store_path).stem
     what = "full" if features.coreset is None else (
         f"{features.meta.get('coreset_method')}.r{features.meta.get('coreset_rate'):g}")
-    name = name or f"{store_name}.{features.method}.{what}.{features.key[:6]}"
+    name = name or slug(f"{store_name}.{features.method}.{what}.{features.key[:6]}")
     folder = Path(out_dir) if out_dir is not None else home() / "features"
-    path = features.save(folder / f"{name}.zarr")
+    path = features.save(path_under(folder, name, ".zarr", "features name"))
     cat.add("features", name, {"path": str(path), "fingerprint": features.fingerprint, "key": features.key,
                                "provenance": {"method": features.method, "params": features.params,
                                               "coreset": features.coreset, "layer": features.layer,

@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..atomic import atomic_write_bytes
 from ..errors import ResultsError
 from ..evaluate.heatmap_data import load_heatmap_data
 from ..evaluate.results import read_results
+from ..results_io import read_results_csv
 from .figures import Styles, rate_figure, units_figure
 from .heatmaps import heatmap_grid
 from .narrative import findings, warnings, what_was_run
@@ -36,10 +38,8 @@ Figure = tuple[str, bytes, str]  # (file name, PNG, caption)
 
 
 def _write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data if isinstance(data, bytes) else data.encode(), what=f"the report's {path.name}",
+                       hint="rerun actstore report once the folder is writable")
 
 
 def _provenance(results: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,8 +143,7 @@ def _figures(rows: list[dict[str, Any]], results: Path, styles: Styles, alphas: 
                      f"{alphas[-1]:g} (paper Fig. 5). Overlapping lines mean the coreset transfers."))
     units = results.parent / "vebi_units.csv"
     if units.is_file():
-        with open(units) as fh:
-            table = list(csv.DictReader(fh))
+        table = read_results_csv(units, required=("model", "selector", "rate", "layer", "position", "units"))
         rate = min((float(u["rate"]) for u in table if u["selector"] != "full"), key=lambda r: abs(r - 0.1),
                    default=0.1)
         figs.append(("vebi_units.png", units_figure(table, styles, rate), f"VEBI's relevant units per ReLU layer in "

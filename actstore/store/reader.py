@@ -39,6 +39,18 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(attrs)
 
 
+def _open_checked(loc: Location, attrs: dict[str, Any]) -> zarr.Group:
+    """The store's group, every row-block chunk read compared with the digest the ledger recorded for
+    its position (stores written before digests existed: checked for damage only), so a bad chunk is
+    a :class:`StoreCorruptError` naming it, never a codec's traceback or the wrong rows."""
+    from .digests import block_arrays, checking_store, load_digests
+
+    base = zarr_store(loc)
+    table = load_digests(zarr.open_group(base, mode="r"))
+    arrays = block_arrays(list(attrs.get("layers") or {}), bool(attrs.get("units")))
+    return zarr.open_group(checking_store(base, table, arrays, str(loc)), mode="r")
+
+
 class ActivationStore:
     """A finished store, opened by :func:`open_store`. Nothing here loads a whole layer: ``maps``/``pooled``
     return dask arrays. ``path`` is a local Path or an fsspec URL string (``s3://bucket/x.zarr``)."""
@@ -200,4 +212,4 @@ def open_store(path: str | os.PathLike[str]) -> ActivationStore:
     status = provenance.get("status")
     if status != "complete":
         raise StoreIncompleteError(f"{loc}: store status is '{status}', not 'complete'")
-    return ActivationStore(loc, provenance, zarr.open_group(zarr_store(loc), mode="r"))
+    return ActivationStore(loc, provenance, _open_checked(loc, provenance))

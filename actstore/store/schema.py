@@ -52,6 +52,7 @@ class StoreSpec:
     unit_layers: list[tuple[str, int]] = field(default_factory=list)  # (relu call name, channels)
     maps_dtype: str = "float16"
     block_rows: int = 64
+    inputs: np.ndarray | None = None  # (n_blocks,) uint64 digest of each block's inputs (see store.rebase)
 
     @property
     def n_rows(self) -> int:

@@ -1,4 +1,6 @@
-"""Check a store chunk by chunk: ledger complete, schema as recorded, every chunk present and decodable."""
+"""Check a store chunk by chunk: ledger complete, schema as recorded, every chunk present, in its place
+(its digest is the one the ledger recorded for that block) and decodable, and no NaN/Inf that the
+provenance does not record."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from zarr.core.sync import sync
 
 from ..errors import ActstoreError
 from ..location import location, zarr_store
+from .digests import NONFINITE, chunk_problem, load_digests
 from .reader import read_provenance
 from .writer import partial_path
 
@@ -23,6 +26,7 @@ class VerifyReport:
     path: str
     chunks_checked: int = 0
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +76,14 @@ def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
     if not done.all():
         report.problems.append(f"progress/done: {int((~done).sum())} of {done.size} blocks not written")
 
+    try:
+        digests = load_digests(group)
+    except ActstoreError as exc:
+        report.problems.append(str(exc))
+        digests = {}
+    if not digests and not report.problems:
+        report.notes.append("no per-block digests (a store written before they existed): chunk positions unchecked")
+    recorded = _recorded_nonfinite(attrs, group, done)
     for name, (shape, dtype) in _expected(attrs).items():
         try:
             arr = group[name]
@@ -82,14 +94,39 @@ def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
             report.problems.append(
                 f"{name}: shape {tuple(arr.shape)} dtype {arr.dtype}, schema says {tuple(shape)} {dtype}")
             continue
-        _check_chunks(arr, done if name.startswith(_LEDGER_PREFIXES) else None, report)
+        bad = _check_chunks(arr, done if name.startswith(_LEDGER_PREFIXES) else None, digests.get(name), report)
+        _judge_nonfinite(name, bad, recorded.get(name, 0), report)
     return report
 
 
-def _check_chunks(arr: zarr.Array, done: np.ndarray | None, report: VerifyReport) -> None:
-    """Every chunk exists and decodes; ``done`` given: only blocks the ledger says are written."""
+def _recorded_nonfinite(attrs: dict, group: zarr.Group, done: np.ndarray) -> dict[str, int]:
+    """NaN/Inf counts the store records: the provenance's (finished), else the ledger's table (unfinished)."""
+    if isinstance(attrs.get("nonfinite"), dict):
+        return {k: int(v) for k, v in attrs["nonfinite"].items()}
+    try:
+        table = group[NONFINITE]
+    except KeyError:
+        return {}
+    counts = np.asarray(table[:], dtype=np.int64)[done[:table.shape[0]]].sum(axis=0)
+    return {name: int(c) for name, c in zip(table.attrs.get("arrays", []), counts, strict=False)}
+
+
+def _judge_nonfinite(name: str, found: int, recorded: int, report: VerifyReport) -> None:
+    if found != recorded:
+        report.problems.append(f"{name}: {found} NaN/Inf value(s) where the store records {recorded}")
+    elif found:
+        report.notes.append(f"{name}: {found} NaN/Inf value(s), recorded (extracted with --allow-nonfinite)")
+
+
+def _check_chunks(arr: zarr.Array, done: np.ndarray | None, digests: np.ndarray | None,
+                  report: VerifyReport) -> int:
+    """Every chunk exists, matches its recorded digest and decodes; ``done`` given: only blocks the ledger
+    says are written. Returns the NaN/Inf count of the chunks read."""
+    from zarr.core.buffer import default_buffer_prototype
+
     step = arr.chunks[0]
     n_chunks = -(-arr.shape[0] // step) if arr.shape[0] else 0
+    nonfinite = 0
     for i in range(n_chunks):
         if done is not None and not done[i]:
             continue
@@ -99,7 +136,18 @@ def _check_chunks(arr: zarr.Array, done: np.ndarray | None, report: VerifyReport
         if not sync(arr.store.exists(key)):
             report.problems.append(f"{key}: chunk missing")
             continue
+        if digests is not None and i < len(digests):
+            raw = sync(arr.store.get(key, default_buffer_prototype()))
+            problem = chunk_problem(raw.to_bytes(), int(digests[i]), i) if raw is not None else None
+            if problem:
+                kind = "unreadable chunk" if "damaged" in problem else "misplaced chunk"
+                report.problems.append(f"{key}: {kind}: it {problem}")
+                continue
         try:
-            arr[i * step:(i + 1) * step]
+            block = np.asarray(arr[i * step:(i + 1) * step])
         except Exception as exc:  # noqa: BLE001 - any decode failure means a bad chunk
             report.problems.append(f"{key}: unreadable chunk ({type(exc).__name__}: {exc})")
+            continue
+        if block.dtype.kind == "f":
+            nonfinite += int(np.count_nonzero(~np.isfinite(block)))
+    return nonfinite
