@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import ActstoreError, OutputNotWritableError
+from .errors import ActstoreError, Interrupted, OutputNotWritableError
 from .location import Location
 
 
@@ -455,12 +455,8 @@ def _write_failure(exc: OSError, what: str, hint: str = "") -> OutputNotWritable
     return os_error(exc, exc.filename or "?", what, hint)
 
 
-class _Interrupt(BaseException):
-    """Ctrl-C, raised past click (which would print a blank line and turn KeyboardInterrupt into Abort)."""
-
-
 def _on_sigint(signum: int, frame: Any) -> None:
-    raise _Interrupt
+    raise Interrupted
 
 
 def _interrupted() -> None:
@@ -504,7 +500,7 @@ def main() -> None:
         _settle_pending_io()
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except (KeyboardInterrupt, _Interrupt):
+    except (KeyboardInterrupt, Interrupted):
         _interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -32,6 +32,7 @@ __all__ = [
     "NonFiniteError",
     "ResultsFileError",
     "SchedulerError",
+    "Interrupted",
 ]
 
 
@@ -138,3 +139,7 @@ class ResultsFileError(ResultsError):
 class SchedulerError(ActstoreError, RuntimeError):
     """A scheduler name that is not known, or a cluster that does not answer."""
 
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, raised past click (which would print a blank line and turn KeyboardInterrupt into Abort)."""
