@@ -400,6 +400,10 @@ def experiment(
     catalog: CatalogOpt = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the report.")] = True,
     scheduler: SchedulerOpt = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Print the plan (artifacts to compute and to reuse) "
+                                           "and its estimated time, disk and memory per stage; run nothing.")] = False,
+    recalibrate: Annotated[bool, typer.Option("--recalibrate", help="With --estimate: measure this machine's "
+                                              "per-unit costs again.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run (or resume) the grid models x interpreters x selectors x rates x seeds; write results.csv."""
@@ -411,6 +415,13 @@ def experiment(
     if scheduler is not None:
         cfg.scheduler = scheduler
         cfg.check()
+    if estimate:
+        from .catalog import open_catalog
+        from .evaluate.estimate import estimate as plan_cost, format_estimate
+
+        est = plan_cost(cfg, open_catalog(catalog), refresh=recalibrate)
+        _emit(est, as_json, format_estimate(est))
+        return
     _writable_catalog(catalog)
     results = run_experiment(cfg, catalog, progress=not as_json)
     page = write_report(results) if report else None

@@ -77,8 +77,19 @@ def experiment_run(tmp_path_factory: pytest.TempPathFactory, trained_models: Pat
     old = os.environ.get("ACTSTORE_HOME")
     os.environ["ACTSTORE_HOME"] = str(root / "home")
     try:
+        import json
+
+        from actstore import open_catalog
+        from actstore.evaluate.plan import plan_grid
+
         (root / "exp.yaml").write_text(yaml.safe_dump({**EXPERIMENT, "out": "res"}))
-        return run_experiment(ExperimentConfig.load(root / "exp.yaml"), root / "catalog.yaml", progress=False)
+        cfg = ExperimentConfig.load(root / "exp.yaml")
+        plan = plan_grid(cfg, open_catalog(root / "catalog.yaml"))  # before any work: what the run will do
+        counts = {"extracted": sum((m.train_found is None) + (m.val_found is None) for m in plan.models.values()),
+                  "selections": sum(not found for found in plan.selections_found.values()),
+                  "fits": sum(not t.found for targets in plan.targets.values() for t in targets)}
+        (root / "planned.json").write_text(json.dumps(counts))
+        return run_experiment(cfg, root / "catalog.yaml", progress=False)
     finally:
         if old is None:
             os.environ.pop("ACTSTORE_HOME", None)

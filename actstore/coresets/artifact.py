@@ -42,8 +42,13 @@ class Coreset:
     @property
     def key(self) -> str:
         """Content key: same selector, parameters, rate, seed and source store give the same key."""
-        return provenance_key({"method": self.method, "params": self.params, "rate": self.rate, "seed": self.seed,
-                               "layer": self.layer, "store": self.store_key})
+        return self.key_of(self.method, self.params, self.rate, self.seed, self.layer, self.store_key)
+
+    @staticmethod
+    def key_of(method: str, params: dict[str, Any], rate: float, seed: int, layer: str | None, store_key: str) -> str:
+        """The key of the coreset these would select: a run can look for it before selecting."""
+        return provenance_key({"method": method, "params": params, "rate": rate, "seed": seed, "layer": layer,
+                               "store": store_key})
 
     @property
     def ids(self) -> np.ndarray:

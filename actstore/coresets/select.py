@@ -19,7 +19,7 @@ from ..store.reader import ActivationStore, open_store
 from .artifact import Coreset
 from .base import PAPER_RATES, SelectionError, check_params, check_rate, class_budget, get_selector
 
-__all__ = ["select", "select_many", "save_coreset", "load_scores", "PAPER_RATES"]
+__all__ = ["select", "select_many", "coreset_keys", "save_coreset", "load_scores", "PAPER_RATES"]
 
 def _as_store(store: ActivationStore | str | os.PathLike[str]) -> ActivationStore:
     return store if isinstance(store, ActivationStore) else open_store(store)
@@ -93,6 +93,16 @@ def _stream(st: ActivationStore, method: str, pooled: Any, run: Any, n_jobs: int
             results[c] = in_flight.pop(c).result()
             advance()
     return results
+
+
+def coreset_keys(store_key: str, layers: list[str], method: str, rates: list[float] | tuple[float, ...], seed: int = 0,
+                 layer: str | None = None, **params: Any) -> list[str]:
+    """The keys :func:`select_many` would give its coresets on a store with ``store_key`` and ``layers``,
+    without reading it (selectors with per-sample scores excluded: their key names the scores' source)."""
+    selector = get_selector(method)
+    used = check_params(selector, params)
+    used_layer = (layer or layers[-1]) if selector.needs_features else None
+    return [Coreset.key_of(method, used, check_rate(r), seed, used_layer, store_key) for r in rates]
 
 
 def select_many(

@@ -82,9 +82,11 @@ def register() -> None:
     their trained weights (trained on the digits once, cached) and the digits' normalisation."""
     from ..extract.datasets import DIGITS_MEAN, DIGITS_SIZE, DIGITS_STD
     from ..extract.models import ModelSpec, register_model
+    from ..config import home
     from .train import demo_weights
 
     mean, std = (DIGITS_MEAN,) * 3, (DIGITS_STD,) * 3
     for name, build, family in (("demo-resnet", demo_resnet, "resnet"), ("demo-vgg", demo_vgg, "vgg")):
         register_model(ModelSpec(name, build, family, DIGITS_SIZE, 10, trained=lambda n=name: demo_weights(n),
+                                 is_trained=lambda n=name: (home() / "models" / f"{n}.pt").is_file(),
                                  mean=mean, std=std))

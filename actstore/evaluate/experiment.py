@@ -26,6 +26,7 @@ from ..catalog import Catalog, open_catalog
 from ..coresets.artifact import Coreset
 from ..coresets.select import save_coreset, select_many
 from ..device import resolve_device
+from ..errors import ActstoreError
 from ..extract.extractor import extract
 from ..extract.heads import model_head
 from ..extract.hooks import store_dataset
@@ -39,91 +40,90 @@ from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
 from .config import ExperimentConfig
 from .heatmap_data import HeatmapCollector
+from .plan import GridPlan, TargetPlan, fit_params, plan_grid
 from .protocol import class_accuracy, phi_of_pairs
 from .results import write_csv, write_results
 
-__all__ = ["ExperimentConfig", "run_experiment", "FLOOR_SEED_OFFSET"]
-
-FLOOR_SEED_OFFSET = 1  # the noise-floor fit's seed: the full data's, plus this
+__all__ = ["ExperimentConfig", "run_experiment"]
 COST_COLUMNS = ("fit_seconds", "bytes_read", "peak_rss_MB")
 Labelled = list[tuple[str, Coreset | None]]  # (selector label, coreset), the full data first as ("full", None)
 
 
 @dataclass
 class Grid:
-    """What the plan resolved: each model's train and validation stores and its labelled coresets."""
+    """What the run works on: each model's train and validation stores, the plan, and the coresets by key."""
 
     stores: dict[str, dict[str, ActivationStore]]
-    coresets: dict[str, Labelled] = field(default_factory=dict)
+    plan: GridPlan
+    coresets: dict[str, Coreset] = field(default_factory=dict)
+    work: dict[str, int] = field(default_factory=lambda: {"extracted": 0, "selections": 0, "fits": 0})
+
+    def labelled(self, model: str) -> Labelled:
+        return [(t.label, None if t.coreset is None else self.coresets[t.coreset]) for t in self.plan.labelled(model)]
 
 
-def _extract_stores(cfg: ExperimentConfig, cat: Catalog, progress: bool) -> dict[str, dict[str, ActivationStore]]:
+def _extract_stores(cfg: ExperimentConfig, cat: Catalog, progress: bool, work: dict[str, int]
+                    ) -> dict[str, dict[str, ActivationStore]]:
     """Each model's train store (with VEBI's units) and validation store; the validation store holds the
     maps of every ReLU call VEBI uses unless ``vebi_maps: hooks``."""
     stores = {}
     for model in cfg.models:
-        train = extract(model, cfg.train, units=True, catalog=cat, progress=progress).store
+        train = extract(model, cfg.train, units=True, catalog=cat, progress=progress)
         val_layers = [load_model(model, catalog=cat).default_layer]
-        if "vebi" in cfg.interpreters and cfg.vebi_maps == "store":
-            val_layers += [n for n, _ in train.provenance["units"]["layers"] if n not in val_layers]
-        val = extract(model, cfg.val, units=True, layers=val_layers, catalog=cat, progress=progress).store
-        stores[model] = {"train": train, "val": val}
+        if cfg.vebi_maps == "store" and any(get_interpreter(i).needs_unit_maps for i in cfg.interpreters):
+            val_layers += [n for n, _ in train.store.provenance["units"]["layers"] if n not in val_layers]
+        val = extract(model, cfg.val, units=True, layers=val_layers, catalog=cat, progress=progress)
+        work["extracted"] += int(not train.reused) + int(not val.reused)
+        stores[model] = {"train": train.store, "val": val.store}
     return stores
 
 
-def _select_coresets(cfg: ExperimentConfig, stores: dict[str, dict[str, ActivationStore]], cat: Catalog
-                     ) -> dict[str, Labelled]:
-    """Every selector x seed x ρ on each model's train store, and the transfers to the other models."""
-    coresets: dict[str, Labelled] = {m: [("full", None)] for m in cfg.models}
-    for model in cfg.models:
-        for method in cfg.selectors:
-            transfers = cfg.transfer is True or (isinstance(cfg.transfer, list) and method in cfg.transfer)
-            for seed in cfg.seeds:
-                for cs in select_many(stores[model]["train"], method, cfg.rates, seed=seed, scheduler=cfg.scheduler):
-                    save_coreset(cs, cat)
-                    for target in cfg.models:
-                        if target == model or transfers:
-                            coresets[target].append((method if target == model else f"{method}@{model}", cs))
-    return coresets
+def _select_coresets(grid: Grid, cat: Catalog) -> None:
+    """Every selector x seed on each model's train store (all ρ in one pass), or its coresets from the catalog."""
+    cfg = grid.plan.cfg
+    for (model, method, seed), keys in grid.plan.selections.items():
+        if grid.plan.selections_found[(model, method, seed)]:
+            for k in keys:
+                grid.coresets[k] = Coreset.load(cat.resolve(cat.get("coresets", str(cat.find("coresets", key=k)))))
+            continue
+        made = select_many(grid.stores[model]["train"], method, cfg.rates, seed=seed, scheduler=cfg.scheduler)
+        grid.work["selections"] += 1
+        for cs, k in zip(made, keys, strict=True):
+            _same_key("coreset", k, cs.key)
+            save_coreset(cs, cat)
+            grid.coresets[k] = cs
 
 
-def _seed_of(cfg: ExperimentConfig, cs: Coreset | None) -> int:
-    return cfg.seeds[0] if cs is None else cs.seed
+def _same_key(what: str, planned: str, made: str) -> None:
+    if planned != made:
+        raise ActstoreError(f"internal: the {what} made has key {made}, the plan expected {planned}; please report")
 
 
-def _params(cfg: ExperimentConfig, interp: Interpreter, seed: int) -> dict[str, Any]:
-    """The interpreter's checked parameters for a fit with ``seed`` (its ``random_state`` when it has one)."""
-    given = dict(cfg.params.get(interp.name, {}))
-    if interp.seeded:
-        given["random_state"] = seed
-    return interp.check(given)
-
-
-def _expected_key(store: ActivationStore, interp: Interpreter, params: dict[str, Any], cs: Coreset | None) -> str:
-    return Features.key_of(interp.name, interp.recorded(params), store.key, None if cs is None else cs.key,
-                           interp.features_layer(store, None))
-
-
-def _features_for(store: ActivationStore, interp: Interpreter, targets: list[tuple[Coreset | None, int]],
-                  cfg: ExperimentConfig, cat: Catalog, advance: Advance) -> list[Features]:
-    """Features per (target, seed): from the catalog when already computed, else computed in the groups the
+def _features_for(store: ActivationStore, interp: Interpreter, targets: list[TargetPlan], grid: Grid, cat: Catalog,
+                  advance: Advance) -> list[Features]:
+    """Features per planned target: from the catalog when already computed, else computed in the groups the
     interpreter shares reads in, each saved as it ends (an interrupted run loses one group at most)."""
+    cfg = grid.plan.cfg
     found: dict[int, Features] = {}
     groups: dict[Any, list[int]] = {}
-    for i, (cs, seed) in enumerate(targets):
-        name = cat.find("features", key=_expected_key(store, interp, _params(cfg, interp, seed), cs))
+    for i, t in enumerate(targets):
+        name = cat.find("features", key=t.key)
         if name is not None and exists(cat.resolve(cat.get("features", name))):
             found[i] = Features.load(cat.resolve(cat.get("features", name)))
         else:
-            groups.setdefault((interp.group(cs), seed), []).append(i)
+            cs = None if t.coreset is None else grid.coresets[t.coreset]
+            groups.setdefault((interp.group(cs), t.seed), []).append(i)
     for (_, seed), todo in groups.items():
-        subs = [i for i in todo if targets[i][0] is not None]
-        full = [i for i in todo if targets[i][0] is None]
-        params = _params(cfg, interp, seed)
-        advance.grow(interp.work(store, [targets[i][0] for i in subs + full], params)[0])
-        made = interpret(store, interp.name, coresets=[targets[i][0] for i in subs], full=bool(full),
-                         scheduler=cfg.scheduler, progress=advance, **params)
+        subs = [i for i in todo if targets[i].coreset is not None]
+        full = [i for i in todo if targets[i].coreset is None]
+        params = fit_params(cfg, interp, seed)
+        chosen = [grid.coresets[str(targets[i].coreset)] for i in subs]
+        advance.grow(interp.work(store, [*chosen, *([None] if full else [])], params)[0])
+        made = interpret(store, interp.name, coresets=chosen, full=bool(full), scheduler=cfg.scheduler,
+                         progress=advance, **params)
+        grid.work["fits"] += len(made)
         for i, f in zip(subs + full, made, strict=True):  # interpret returns the coresets, then the full data
+            _same_key("features", targets[i].key, f.key)
             save_features(f, cat)
             found[i] = f
     return [found[i] for i in range(len(targets))]
@@ -131,13 +131,7 @@ def _features_for(store: ActivationStore, interp: Interpreter, targets: list[tup
 
 def _results_key(cfg: ExperimentConfig, grid: Grid) -> str:
     """What the results depend on: the config (less where it runs), the stores and every features key."""
-    expected = {}
-    for m in cfg.models:
-        for method in cfg.interpreters:
-            interp = get_interpreter(method)
-            expected[f"{m}/{method}"] = [_expected_key(grid.stores[m]["train"], interp,
-                                                       _params(cfg, interp, _seed_of(cfg, cs)), cs)
-                                         for _, cs in grid.coresets[m]]
+    expected = {f"{m}/{i}": [t.key for t in targets] for (m, i), targets in grid.plan.targets.items()}
     settings = {k: v for k, v in cfg.as_dict().items() if k not in ("out", "scheduler")}
     return provenance_key({"config": settings, "stores": {m: [s.key for s in v.values()] for m, v in grid.stores.items()},
                            "features": expected})
@@ -165,16 +159,13 @@ class _Fitted:
     deterministic: bool  # no floor to fit: two seeds give the same R
 
 
-def _fit(cfg: ExperimentConfig, grid: Grid, model: str, interp: Interpreter, cat: Catalog, advance: Advance
-         ) -> _Fitted:
+def _fit(grid: Grid, model: str, interp: Interpreter, cat: Catalog, advance: Advance) -> _Fitted:
     train = grid.stores[model]["train"]
-    labelled = grid.coresets[model]
-    targets = [(cs, _seed_of(cfg, cs)) for _, cs in labelled]
-    deterministic = interp.deterministic(train, _params(cfg, interp, cfg.seeds[0]))
-    floor = cfg.noise_floor and not deterministic
-    if floor:
-        targets.append((None, cfg.seeds[0] + FLOOR_SEED_OFFSET))
-    feats = _features_for(train, interp, targets, cfg, cat, advance)
+    labelled = grid.labelled(model)
+    targets = grid.plan.targets[(model, interp.name)]
+    deterministic = interp.deterministic(train.maps_array().shape[-1], fit_params(grid.plan.cfg, interp, 0))
+    feats = _features_for(train, interp, targets, grid, cat, advance)
+    floor = targets[-1].floor
     return _Fitted(interp, labelled, feats[:len(labelled)], feats[-1] if floor else None, deterministic)
 
 
@@ -200,7 +191,7 @@ def _class_rows(cfg: ExperimentConfig, model: str, ctx: EvalContext, fitted: _Fi
         n_iter, converged = interp.fit_record(f, c)
         common = {"model": model, "interpreter": interp.name, "selector": label,
                   "source_model": label.split("@")[1] if "@" in label else model,
-                  "rate": 1.0 if cs is None else cs.rate, "seed": _seed_of(cfg, cs), "class": ctx.val.classes[c],
+                  "rate": 1.0 if cs is None else cs.rate, "seed": cfg.seeds[0] if cs is None else cs.seed, "class": ctx.val.classes[c],
                   "phi_layers": layers, "accuracy": class_accuracy(interp, f, data, ctx, z),
                   "accuracy_all_layers": interp.accuracy_all_layers(f, data, ctx), "units": interp.units(f, c),
                   "n_iter": n_iter, "converged": converged, "mu": f.meta.get("mu", float("nan")), **_cost(f),
@@ -261,8 +252,10 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
     cfg.check(cat)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    grid = Grid(_extract_stores(cfg, cat, progress))
-    grid.coresets = _select_coresets(cfg, grid.stores, cat)
+    work = {"extracted": 0, "selections": 0, "fits": 0}
+    stores = _extract_stores(cfg, cat, progress, work)
+    grid = Grid(stores, plan_grid(cfg, cat), work=work)  # planned now that every store (and its weights) exists
+    _select_coresets(grid, cat)
     key = _results_key(cfg, grid)
     if _up_to_date(out, key):
         status(f"results are up to date (key {key}): nothing to do", progress)
@@ -276,7 +269,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
             for method in cfg.interpreters:
                 interp = get_interpreter(method)
                 advance(steps=0, text=f"{model} · {method}: fitting")
-                fitted = _fit(cfg, grid, model, interp, cat, advance)
+                fitted = _fit(grid, model, interp, cat, advance)
                 advance(steps=0, text=f"{model} · {method}: evaluating")
                 rows += _evaluate(cfg, model, ctx, fitted, out, advance)
                 for name, extra in interp.tables(model, fitted.labelled, fitted.feats).items():
@@ -292,5 +285,5 @@ def _publish(out: Path, rows: list[dict[str, Any]], tables: dict[str, list[dict[
     write_results(out / "results.csv", rows)
     stores = {m: {k: {"key": s.key, "path": str(s.path), "rows": s.n_rows, "classes": len(s.classes)}
                   for k, s in v.items()} for m, v in grid.stores.items()}
-    atomic_write_text(out / "provenance.json", json.dumps({"key": key, "config": cfg.as_dict(), "stores": stores},
-                                                          indent=1, default=str), what="the results' provenance")
+    prov = {"key": key, "config": cfg.as_dict(), "stores": stores, "work": grid.work}
+    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=1, default=str), what="the results' provenance")

@@ -42,6 +42,7 @@ class ModelSpec:
     input_size: int
     num_classes: int
     trained: Callable[[], Path] | None = None  # path of its own trained weights (``--weights trained``), made if needed
+    is_trained: Callable[[], bool] | None = None  # whether ``trained`` would find them without making them
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 

@@ -26,7 +26,7 @@ from ..params import check_params
 from ..store.reader import ActivationStore
 from .features import Features
 
-__all__ = ["Interpreter", "Target", "EvalContext", "ClassData", "register", "get_interpreter", "list_interpreters",
+__all__ = ["Interpreter", "Target", "EvalContext", "ClassData", "Shapes", "register", "get_interpreter", "list_interpreters",
            "make_features", "no_progress", "read_ahead", "rows_of", "spatial_maps", "store_model", "store_model_head"]
 
 Target = Coreset | None  # None: the full data
@@ -51,6 +51,18 @@ class EvalContext:
 
 
 @dataclass
+class Shapes:
+    """What a cost estimate knows of a store before it exists: rows per class, the layer (H, W, D), the units."""
+
+    class_rows: list[int]
+    height: int
+    width: int
+    channels: int
+    units: int
+    n_rows: int
+
+
+@dataclass
 class ClassData:
     """What the evaluation of class ``c`` reads once for every target: the class's maps of the head's
     layer, and whatever else an interpreter needs (``extra``)."""
@@ -70,6 +82,7 @@ class Interpreter:
     excluded: ClassVar[tuple[str, ...]] = ()  # estimator parameters the store level supplies itself
     unrecorded: ClassVar[tuple[str, ...]] = ()  # estimator parameters that do not change R
     spatial: ClassVar[bool] = True  # fitted on one layer's spatial maps (its features record the layer)
+    needs_unit_maps: ClassVar[bool] = False  # evaluated on the maps of every ReLU call its units live in
     label: ClassVar[str] = ""  # how reports name it
     accuracy_protocol: ClassVar[str] = ""  # what its accuracy measures, in words, for reports
 
@@ -108,12 +121,14 @@ class Interpreter:
         """Whether the estimator takes a ``random_state`` (the experiment's seed goes there)."""
         return "random_state" in self.estimator_defaults()
 
-    def deterministic(self, store: ActivationStore, params: dict[str, Any], layer: str | None = None) -> bool:
-        """Whether two fits that differ only in ``random_state`` give the same R (no noise floor to measure)."""
+    def deterministic(self, channels: int, params: dict[str, Any]) -> bool:
+        """Whether two fits that differ only in ``random_state`` give the same R (no noise floor to measure),
+        on a layer of ``channels`` channels."""
         return not self.seeded
 
-    def features_layer(self, store: ActivationStore, layer: str | None) -> str | None:
-        return (layer or store.layers[-1]) if self.spatial else None
+    def features_layer(self, layers: list[str], layer: str | None) -> str | None:
+        """The layer a fit on a store with ``layers`` records (its last one by default; None if not spatial)."""
+        return (layer or layers[-1]) if self.spatial else None
 
     def group(self, target: Target) -> Hashable:
         """Targets with the same group are fitted in one call (they share its reads); one per target by default."""
@@ -167,6 +182,18 @@ class Interpreter:
     def fit_record(self, features: Features, c: int) -> tuple[int, bool]:
         """(iterations, converged) of the fit behind class ``c``'s interpretation."""
         raise NotImplementedError
+
+    # -- cost, for ``experiment --estimate`` (per-unit costs from actstore.evaluate.calibrate) ---------------
+    def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
+                 ) -> tuple[float, float, float]:
+        """(seconds, peak MB, disk MB) of fitting ``targets`` (each: its rows per class); unknown: zeros."""
+        return 0.0, 0.0, 0.0
+
+    def eval_cost(self, shapes: Shapes, val_rows: list[int], n_targets: int, params: dict[str, Any],
+                  costs: dict[str, float], all_layers: bool) -> float:
+        """Seconds this interpreter adds to the evaluation of every class for ``n_targets`` targets (Φ and the
+        head are the evaluation's own); none by default."""
+        return 0.0
 
     def tables(self, model: str, labelled: list[tuple[str, Target]], feats: list[Features]
                ) -> dict[str, list[dict[str, Any]]]:

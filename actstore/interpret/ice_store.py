@@ -18,10 +18,13 @@ from ..errors import InterpretError
 from ..params import Integral, Interval
 from ..scheduler import dask_compute
 from ..store.reader import ActivationStore, open_store
-from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, no_progress, register, rows_of,
-                   spatial_maps)
+from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, make_features, no_progress, register,
+                   rows_of, spatial_maps)
 from .features import Features
 from .ice import EXACT_SVD_MAX_D, ICE
+
+ICE_ITERATIONS = 100  # typical HALS iterations to the reference's tolerance on ReLU maps (cost estimates)
+NNLS_ITERATIONS = 30  # typical iterations of its transform
 
 __all__ = ["ICEInterpreter"]
 
@@ -92,8 +95,8 @@ class ICEInterpreter(Interpreter):
     def recorded(self, params: dict[str, Any]) -> dict[str, Any]:
         return {**super().recorded(params), "solver": "hals"}
 
-    def deterministic(self, store: ActivationStore, params: dict[str, Any], layer: str | None = None) -> bool:
-        return store.maps_array(layer).shape[-1] <= EXACT_SVD_MAX_D
+    def deterministic(self, channels: int, params: dict[str, Any]) -> bool:
+        return channels <= EXACT_SVD_MAX_D
 
     def group(self, target: Target) -> Hashable:
         """A selector run's rates share each class's read."""
@@ -160,3 +163,17 @@ class ICEInterpreter(Interpreter):
 
     def fit_record(self, features: Features, c: int) -> tuple[int, bool]:
         return int(features.arrays["n_iter"][c]), bool(features.arrays["converged"][c])
+
+    def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
+                 ) -> tuple[float, float, float]:
+        """HALS iterations x (rows · H · W) x D x k per class and target; one class's maps in memory."""
+        hw, d, k = shapes.height * shapes.width, shapes.channels, params["n_components"]
+        seconds = sum(ICE_ITERATIONS * costs["ice_s_per_elem_iter"] * n * hw * d * k for rows in targets for n in rows)
+        peak = 4 * max(shapes.class_rows) * hw * d * 2 / 2**20
+        return seconds, peak, len(targets) * 4 * k * d * len(shapes.class_rows) / 2**20
+
+    def eval_cost(self, shapes: Shapes, val_rows: list[int], n_targets: int, params: dict[str, Any],
+                  costs: dict[str, float], all_layers: bool) -> float:
+        """Z by ICE's NNLS transform of every class's validation maps, per target."""
+        hw, d, k = shapes.height * shapes.width, shapes.channels, params["n_components"]
+        return NNLS_ITERATIONS * costs["nnls_s_per_elem_iter"] * sum(val_rows) * hw * d * k * n_targets

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InterpretError
 from ..params import Integral, Interval
 from ..store.reader import ActivationStore
-from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, no_progress, register,
+from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, make_features, no_progress, register,
                    spatial_maps, store_model_head)
 from .features import Features
 from .topic import TopicModel, reconstruct, topic_maps
@@ -82,7 +82,7 @@ class TopicInterpreter(Interpreter):
     excluded = ("head",)  # rebuilt from the store's provenance
     unrecorded = ("device",)
 
-    def deterministic(self, store: ActivationStore, params: dict[str, Any], layer: str | None = None) -> bool:
+    def deterministic(self, channels: int, params: dict[str, Any]) -> bool:
         return False
 
     def _steps(self, store: ActivationStore, params: dict[str, Any]) -> int | None:
@@ -138,3 +138,17 @@ class TopicInterpreter(Interpreter):
 
     def fit_record(self, features: Features, c: int) -> tuple[int, bool]:
         return int(features.meta["n_iter"]), bool(features.meta["converged"])
+
+    def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
+                 ) -> tuple[float, float, float]:
+        """Optimiser steps x one step's cost (calibrated at batch 64, 10 topics, g of 64), scaled by the work per
+        position; a shuffle buffer of maps in memory."""
+        d = shapes.channels
+        def work(m: int, h: int) -> float:
+            return 2 * d * m + m * h + h * d
+        batches = [-(-(shapes.n_rows if params["training"] == "steps" else sum(rows)) // params["batch_size"])
+                   for rows in targets]
+        steps = sum(int(params["steps"] or params["epochs"] * b) for b in batches)
+        scale = params["batch_size"] / 64 * work(params["n_topics"], params["hidden"]) / work(10, 64)
+        buffer = 4 * params["buffer_rows"] * shapes.height * shapes.width * d / 2**20
+        return steps * costs["topic_step_s"] * scale, buffer, len(targets) * 4 * d * params["n_topics"] / 2**20

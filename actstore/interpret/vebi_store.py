@@ -23,8 +23,8 @@ import numpy as np
 from ..params import Integral, Interval, StrOptions
 from ..scheduler import dask_compute
 from ..store.reader import ActivationStore, open_store
-from .base import (ClassData, EvalContext, Interpreter, Maps, Target, make_features, no_progress, read_ahead,
-                   register)
+from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, make_features, no_progress,
+                   read_ahead, register)
 from .features import Features
 from .vebi import VEBI
 
@@ -173,6 +173,7 @@ class VEBIInterpreter(Interpreter):
         "block_rows": ([Interval(Integral, 1, None, closed="left"), None], None),  # rows per read of the pass
     }
     spatial = False
+    needs_unit_maps = True
 
     def recorded(self, params: dict[str, Any]) -> dict[str, Any]:
         return {**super().recorded(params), "labels": params["labels"]}
@@ -303,6 +304,20 @@ class VEBIInterpreter(Interpreter):
 
     def fit_record(self, features: Features, c: int) -> tuple[int, bool]:
         return int(features.meta["n_iter"][c]), bool(features.meta["converged"][c])
+
+    def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
+                 ) -> tuple[float, float, float]:
+        """One read of the unit features; rows · P² (one triangle) per target; a screened solve per class and target."""
+        p = shapes.units
+        gemm = sum(sum(rows) for rows in targets) * p * p / (costs["gemm_gflops"] * 1e9)
+        solves = len(targets) * len(shapes.class_rows) * costs["vebi_solve_s_per_unit"] * p
+        read = shapes.n_rows * 4 * p / 2**20 / costs["read_MBps"] if targets else 0.0
+        return gemm + solves + read, 8 * p * p * (len(targets) + 1) / 2**20, len(targets) * 8 * p * 1000 / 2**20
+
+    def eval_cost(self, shapes: Shapes, val_rows: list[int], n_targets: int, params: dict[str, Any],
+                  costs: dict[str, float], all_layers: bool) -> float:
+        """The all-layers ablation: the model over every class's images per target, and the two baselines."""
+        return sum(val_rows) * (n_targets + 2) / costs["images_per_s"] if all_layers else 0.0
 
     def tables(self, model: str, labelled: list[tuple[str, Target]], feats: list[Features]
                ) -> dict[str, list[dict[str, Any]]]:

@@ -1,0 +1,189 @@
+"""Per-unit costs of this machine, measured once on small synthetic problems and cached under
+``$ACTSTORE_HOME/calibration.json`` with the machine's description and the package versions: a cache
+from another machine or version is not used (it is measured again, and the caller is told why).
+
+Generic costs (``measure``): float64 GEMM rate, ICE's HALS and NNLS cost per (row x channel x
+component x iteration), dgpruning's per-class cost, a VEBI solve, zarr decompression. Model costs
+(``model_costs``): images per second through the probe (layers and unit features), the head's
+cost per row, and a topic-model step on the model's layer (random weights: only time is measured).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_write_text
+from ..config import home
+from ..progress import status
+
+__all__ = ["machine", "calibration", "model_costs", "CALIBRATION_FILE"]
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def machine() -> dict[str, Any]:
+    """What the costs depend on: CPU, cores, memory, and the versions of the code doing the work."""
+    import sklearn
+    import torch
+
+    from .. import __version__
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_GB": round(memory / 2**30, 1),
+            "cuda": torch.cuda.is_available(), "versions": {"actstore": __version__, "numpy": np.__version__,
+                                                            "torch": torch.__version__, "sklearn": sklearn.__version__}}
+
+
+def _timed(fn: Any, repeats: int = 2) -> float:
+    """The fastest of ``repeats`` runs of ``fn()`` (seconds): the machine's cost, not its noise."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _gemm() -> float:
+    X = np.random.default_rng(0).random((4096, 768))
+    return 2 * 4096 * 768**2 / _timed(lambda: X.T @ X) / 1e9  # GFLOP/s
+
+
+def _ice() -> tuple[float, float]:
+    """Seconds per (row x channel x component x iteration) of ICE's fit and of its NNLS transform."""
+    from ..interpret.ice import ICE
+
+    rng = np.random.default_rng(0)
+    A = np.maximum(rng.gamma(0.4, 1.0, (12000, 10)) @ rng.gamma(0.4, 1.0, (10, 128)) +
+                   rng.standard_normal((12000, 128)) - 0.3, 0).astype(np.float32)
+    few, many = (ICE(10, max_iter=it, tol=0.0) for it in (2, 12))
+    per_iter = max(1e-12, (_timed(lambda: many.fit(A)) - _timed(lambda: few.fit(A))) / 10) / (12000 * 128 * 10)
+    nnls = _timed(lambda: many.transform(A)) / (12000 * 128 * 10 * many.max_iter)
+    return per_iter, nnls
+
+
+def _dgpruning() -> float:
+    """Seconds per (n² x d) of one class's dgpruning (the kNN Gram and message passing)."""
+    from ..coresets.selectors import dgpruning
+
+    X = np.abs(np.random.default_rng(0).standard_normal((1500, 256))).astype(np.float32)
+    y = np.zeros(1500, np.int64)
+    dgpruning(X[:50], y[:50], 0.5)  # compile
+    return _timed(lambda: dgpruning(X, y, 0.5)) / (1500**2 * 256)
+
+
+def _vebi_solve() -> float:
+    """Seconds per class and unit of a screened μ-lasso solve (P = 2000)."""
+    from ..interpret.vebi import gram_stats, solve_mu_lasso
+
+    rng = np.random.default_rng(0)
+    X = rng.gamma(1.0, 1.0, (3000, 2000))
+    y = rng.integers(0, 10, 3000)
+    X[np.arange(3000), y * 7] += 3.0
+    G, b, _ = gram_stats(X / X.sum(1, keepdims=True), y, 10)
+    return _timed(lambda: [solve_mu_lasso(G, b[:, c], 3000, 1e-2) for c in range(10)], 1) / (10 * 2000)
+
+
+def _read() -> float:
+    """Decompressed MB/s of reading a ReLU-sparse float16 zarr array with the store's codecs."""
+    import tempfile
+
+    import zarr
+
+    from ..store.schema import codecs_for
+
+    data = np.maximum(np.random.default_rng(0).standard_normal((2048, 8, 8, 64)), 0).astype(np.float16)
+    with tempfile.TemporaryDirectory() as tmp:
+        arr = zarr.create_array(f"{tmp}/a.zarr", shape=data.shape, chunks=(256, 8, 8, 64), dtype="float16",
+                                **codecs_for("float16"))
+        arr[:] = data
+        return data.nbytes / 1e6 / _timed(lambda: arr[:])
+
+
+def measure() -> dict[str, float]:
+    """The generic per-unit costs of this machine (about 10-20 s)."""
+    ice, nnls = _ice()
+    return {"gemm_gflops": _gemm(), "ice_s_per_elem_iter": ice, "nnls_s_per_elem_iter": nnls,
+            "dgpruning_s_per_n2d": _dgpruning(), "vebi_solve_s_per_unit": _vebi_solve(), "read_MBps": _read()}
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def calibration(refresh: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """The cached calibration of this machine, measured again when missing, from another machine or version,
+    or when ``refresh``; says on stderr when (and why) it measures."""
+    path = home() / CALIBRATION_FILE
+    here = machine()
+    cached = _load(path)
+    if cached is not None and cached.get("machine") == here and not refresh:
+        return cached
+    why = ("asked to" if refresh else "none cached yet" if cached is None else
+           "the cache was made on another machine or with other package versions")
+    status(f"calibrating this machine's per-unit costs ({why}; cached in {path})...", not quiet)
+    out = {"machine": here, "costs": measure(), "models": {}, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(path, json.dumps(out, indent=1), what="the calibration")
+    return out
+
+
+def _forward_rate(probe: Any, size: int) -> float:
+    import torch
+
+    x = torch.randn(8, 3, size, size)
+    probe(x[:1])  # warm up (FX, allocator)
+    return 8 / _timed(lambda: probe(x))
+
+
+def _topic_step(head: Any, shape: tuple[int, int, int], n_classes: int) -> float:
+    """Seconds of one topic-model step (batch 64, 10 topics, hidden 64) through ``head`` on maps of ``shape``."""
+    from ..interpret.topic import TopicModel
+
+    rng = np.random.default_rng(0)
+    maps = np.abs(rng.standard_normal((64, *shape))).astype(np.float32)
+    labels = rng.integers(0, n_classes, 64)
+    model = TopicModel(head, n_topics=10, hidden=64, batch_size=64, training="steps", steps=1, device="cpu")
+    model.fit(maps, labels)
+    slow = TopicModel(head, n_topics=10, hidden=64, batch_size=64, training="steps", steps=4, device="cpu")
+    return max(1e-6, (_timed(lambda: slow.fit(maps, labels), 1) - _timed(lambda: model.fit(maps, labels), 1)) / 3)
+
+
+def model_costs(cal: dict[str, Any], loaded: Any, layers: list[str], units: bool) -> dict[str, float]:
+    """A model's costs on this machine (cached in the calibration): images/s through the probe, the head's
+    seconds per row, one topic step's seconds; measured with the model's own shapes (its weights do not matter)."""
+    import torch
+
+    from ..extract.heads import model_head
+    from ..extract.probe import Probe
+
+    key = f"{loaded.builder}|{loaded.input_size}|{len(layers)}|{int(units)}"
+    if key in cal["models"]:
+        return cal["models"][key]
+    probe = Probe(loaded, layers, units)
+    shape = probe.describe(torch.zeros(1, 3, loaded.input_size, loaded.input_size))[loaded.default_layer]
+    head = model_head(loaded, loaded.default_layer)
+    maps = np.abs(np.random.default_rng(0).standard_normal((256, *shape))).astype(np.float32)
+    costs = {"images_per_s": _forward_rate(probe, loaded.input_size),
+             "head_s_per_row": _timed(lambda: head.logits(maps)) / 256,
+             "topic_step_s": _topic_step(head, shape, loaded.num_classes)}
+    cal["models"][key] = costs
+    atomic_write_text(home() / CALIBRATION_FILE, json.dumps(cal, indent=1), what="the calibration")
+    return costs
