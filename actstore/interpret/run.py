@@ -25,7 +25,7 @@ from ..store.reader import ActivationStore, open_store
 from .features import Features
 from .ice import ICE
 from .topic import TOPIC_DEFAULTS, TopicModel
-from .vebi import DEFAULT_MU, VEBI, InterpretError
+from .vebi import DEFAULT_MU, VEBI, InterpretError, accumulate_gram
 
 __all__ = ["interpret", "vebi_stats", "fit_vebi", "fit_ice", "fit_topic", "save_features", "shuffled_batches",
            "store_model_head", "store_model", "METHODS"]
@@ -142,14 +142,11 @@ def _vebi_range(store: ActivationStore | str, rows: list[np.ndarray | None], lab
             sel = m[start - lo:start - lo + len(e)]
             if not sel.any():
                 continue
-            X = e[sel].astype(np.float64)
+            X = e if sel.all() else e[sel]
             ys = y[sel]
             g0 = time.perf_counter()
             G, b, cnt = acc[i]
-            G += X.T @ X
-            order = np.argsort(ys, kind="stable")  # b[:, c] += the rows of class c, summed
-            classes, starts = np.unique(ys[order], return_index=True)
-            b[:, classes] += np.add.reduceat(X[order], starts, axis=0).T
+            accumulate_gram(G, b, X, ys)
             gemm += time.perf_counter() - g0
             per_target_seconds[i] += time.perf_counter() - g0
             acc[i] = (G, b, cnt + len(X))
