@@ -188,3 +188,17 @@ def test_randomized_init_is_sklearns_randomized_svd():
     np.testing.assert_allclose(S, S2, rtol=1e-5)
     np.testing.assert_allclose(V, V2, atol=1e-3)
     np.testing.assert_allclose(U, U2, atol=1e-3)
+
+
+def test_randomized_init_split_over_threads_is_the_same(monkeypatch):
+    import actstore.interpret.ice as ice_module
+
+    rng = np.random.default_rng(5)
+    A = np.maximum(rng.gamma(0.3, 1.0, (900, 8)) @ rng.gamma(0.3, 1.0, (8, 1030))
+                   + 0.3 * rng.standard_normal((900, 1030)), 0).astype(np.float32)
+    U, S, V = ice_module._randomized_svd(A, 5, random_state=0)
+    monkeypatch.setattr(ice_module, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(ice_module, "_blas_threads", lambda: 3)
+    U3, S3, V3 = ice_module._randomized_svd(A, 5, random_state=0)
+    np.testing.assert_allclose(S3, S, rtol=1e-6)
+    np.testing.assert_allclose(V3, V, atol=1e-4)

@@ -28,6 +28,16 @@ EXACT_SVD_MAX_D = 1024
 GRAM_BLOCK_BYTES = 16 * 2**20
 Blocks = Callable[[], Iterator[np.ndarray]]  # a fresh pass over (rows, D) float32 blocks, same order
 
+PARALLEL_MIN_ELEMENTS = 2**20  # blocks smaller than this run on one thread
+
+
+def _blas_threads() -> int:
+    """The number of threads BLAS may use here (``threadpoolctl``'s view): the W-step uses as many."""
+    from threadpoolctl import threadpool_info
+
+    counts = [int(i.get("num_threads", 1)) for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(1, min(counts)) if counts else 1
+
 
 def _flat(A: np.ndarray) -> np.ndarray:
     A = np.asarray(A)
@@ -109,19 +119,56 @@ def _randomized_svd(X: np.ndarray, k: int, random_state: int | None, n_oversampl
     size = k + n_oversamples
     n_iter = 7 if k < 0.1 * min(m, d) else 4
     tile = tile_rows(d)
+    parts = _row_parts(m, tile, _blas_threads() if X.size >= PARALLEL_MIN_ELEMENTS else 1)
     Q = check_random_state(random_state).normal(size=(d, size)).astype(np.float32)
-    for _ in range(n_iter):
-        Y = np.zeros((size, d))
-        gram_apply(X, np.ascontiguousarray(Q.T), Y, tile)
-        Q = linalg.lu(Y.T, permute_l=True, check_finite=False)[0].astype(np.float32)
-    PT = np.empty((size, m), np.float32)
-    right_apply(X, np.ascontiguousarray(Q.T), PT, tile)
-    Qm, _ = linalg.qr(PT.T, mode="economic", check_finite=False)
-    B = np.zeros((size, d))
-    left_apply(X, np.ascontiguousarray(Qm.T, dtype=np.float32), B, tile)
-    Uhat, S, Vt = linalg.svd(B, full_matrices=False, check_finite=False)
+    with _pool(len(parts)) as run:
+        for _ in range(n_iter):
+            QT = np.ascontiguousarray(Q.T)
+            Ys = [np.zeros((size, d)) for _ in parts]
+            run([(gram_apply, X[a:b], QT, Y, tile) for (a, b), Y in zip(parts, Ys, strict=True)])
+            Q = linalg.lu(sum(Ys[1:], Ys[0]).T, permute_l=True, check_finite=False)[0].astype(np.float32)
+        PT = np.empty((size, m), np.float32)
+        QT = np.ascontiguousarray(Q.T)
+        run([(right_apply, X[a:b], QT, PT[:, a:b], tile) for a, b in parts])
+        Qm, _ = linalg.qr(PT.T, mode="economic", check_finite=False)
+        QmT = np.ascontiguousarray(Qm.T, dtype=np.float32)
+        Bs = [np.zeros((size, d)) for _ in parts]
+        run([(left_apply, X[a:b], QmT[:, a:b], B, tile) for (a, b), B in zip(parts, Bs, strict=True)])
+    Uhat, S, Vt = linalg.svd(sum(Bs[1:], Bs[0]), full_matrices=False, check_finite=False)
     U, Vt = svd_flip(np.asarray(Qm, np.float64) @ Uhat, Vt)
     return U[:, :k], S[:k], Vt[:k]
+
+
+def _row_parts(m: int, tile: int, threads: int) -> list[tuple[int, int]]:
+    """``threads`` contiguous row ranges of whole tiles (one range when threads == 1)."""
+    per = max(tile, -(-m // max(1, threads) // tile) * tile)
+    return [(a, min(m, a + per)) for a in range(0, m, per)]
+
+
+class _pool:
+    """``with _pool(n) as run: run([(fn, *args), ...])`` runs the calls on n threads (the kernels
+    release the GIL), or inline for one call; results in call order."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.executor: Any = None
+
+    def __enter__(self) -> Callable[[list[tuple[Any, ...]]], list[Any]]:
+        if self.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="actstore-ice")
+        return self.run
+
+    def run(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        if self.executor is None or len(calls) == 1:
+            return [fn(*args) for fn, *args in calls]
+        futures = [self.executor.submit(fn, *args) for fn, *args in calls]
+        return [f.result() for f in futures]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
 
 
 def _checked_norm2(X: np.ndarray) -> tuple[float, float]:
@@ -318,32 +365,21 @@ class ICE:
 IN_MEMORY_W_BYTES = 256 * 2**20
 
 
-PARALLEL_MIN_ELEMENTS = 2**20  # blocks smaller than this run on one thread
-
-
-def _blas_threads() -> int:
-    """The number of threads BLAS may use here (``threadpoolctl``'s view): the W-step uses as many."""
-    from threadpoolctl import threadpool_info
-
-    counts = [int(i.get("num_threads", 1)) for i in threadpool_info() if i.get("user_api") == "blas"]
-    return max(1, min(counts)) if counts else 1
-
-
 class _WStep:
     """Runs :func:`.hals.w_pass` on a block, its rows split over as many threads as BLAS may use
     (each with its own WᵀA, WᵀW, added in a fixed order: the result does not depend on timing)."""
 
     def __init__(self, tile: int) -> None:
         self.tile = tile
-        self.pool: Any = None
-        self.threads = 1
+        self.threads: int | None = None
+        self.pool: _pool | None = None
 
     def __enter__(self) -> _WStep:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
-            self.pool.shutdown()
+            self.pool.__exit__()
 
     def __call__(self, X: np.ndarray, WT: np.ndarray, H32: np.ndarray, HHt: np.ndarray, WtA: np.ndarray,
                  WtW: np.ndarray) -> float:
@@ -351,25 +387,22 @@ class _WStep:
 
         if X.size < PARALLEL_MIN_ELEMENTS or len(X) < 4 * self.tile:
             return float(w_pass(X, WT, H32, HHt, WtA, WtW, self.tile))
-        if self.pool is None:
+        if self.threads is None:
             self.threads = _blas_threads()
             if self.threads > 1:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="actstore-ice")
+                self.pool = _pool(self.threads)
+                self.pool.__enter__()
         if self.pool is None:
             return float(w_pass(X, WT, H32, HHt, WtA, WtW, self.tile))
-        per = -(-len(X) // self.threads // self.tile) * self.tile
-        parts = [(a, min(len(X), a + per)) for a in range(0, len(X), per)]
+        parts = _row_parts(len(X), self.tile, self.threads)
         sums = [(np.zeros_like(WtA), np.zeros_like(WtW)) for _ in parts[1:]]
-        outs = [(WtA, WtW)] + sums
-        futures = [self.pool.submit(w_pass, X[a:b], WT[:, a:b], H32, HHt, A_, B_, self.tile)
-                   for (a, b), (A_, B_) in zip(parts, outs, strict=True)]
-        violation = sum(float(f.result()) for f in futures)
+        outs = [(WtA, WtW), *sums]
+        violations = self.pool.run([(w_pass, X[a:b], WT[:, a:b], H32, HHt, A_, B_, self.tile)
+                                    for (a, b), (A_, B_) in zip(parts, outs, strict=True)])
         for A_, B_ in sums:
             WtA += A_
             WtW += B_
-        return violation
+        return float(sum(violations))
 
 
 def _scratch(shape: tuple[int, int]) -> np.ndarray:
