@@ -148,3 +148,25 @@ def test_matches_real_netrep_when_installed():
     for alpha in (0.0, 0.3, 0.5, 1.0):
         ref = netrep.LinearMetric(alpha=alpha).fit_score(X, Y)
         assert abs(stats.distance(alpha) - ref) < 1e-9, alpha
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+def test_update_all_streams_pairs_and_reports_errors(read_ahead):
+    rng = np.random.default_rng(5)
+    X, Y = rng.standard_normal((1000, 7)), rng.standard_normal((1000, 4))
+    Y[:, :2] += X[:, :2]
+    blocks = ((X[i:i + 90], Y[i:i + 90]) for i in range(0, 1000, 90))
+    streamed = ShapeStats().update_all(blocks, read_ahead=read_ahead)
+    whole = ShapeStats().update(X, Y)
+    for a in (0.0, 0.5, 1.0):
+        assert abs(streamed.distance(a) - whole.distance(a)) < 1e-12
+
+    def failing():
+        yield X[:10], Y[:10]
+        raise OSError("store chunk unreadable")
+
+    with pytest.raises(OSError, match="unreadable"):
+        ShapeStats().update_all(failing(), read_ahead=read_ahead)
+    bad = ((X[i:i + 100], np.full((100, 4), np.nan)) for i in range(0, 1000, 100))
+    with pytest.raises(EvaluationError, match="NaN or Inf"):
+        ShapeStats().update_all(bad, read_ahead=read_ahead)

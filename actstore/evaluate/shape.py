@@ -17,6 +17,9 @@ the scale of Z and the number of rows n·H·W behind Φ.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
 from ..errors import ActstoreError
@@ -119,6 +122,53 @@ class ShapeStats:
         else:
             self.n = n
         self._eig.clear()
+        return self
+
+    def update_all(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], read_ahead: bool = True) -> ShapeStats:
+        """:meth:`update` for every (X_block, Y_block) of ``pairs`` (e.g. slices read lazily from two
+        stores). With ``read_ahead`` the next pair is produced on a background thread while this one
+        is accumulated, so reading and decompressing a store overlap the BLAS work (the statistics,
+        and so Φ, are the same either way)."""
+        if not read_ahead:
+            for X, Y in pairs:
+                self.update(X, Y)
+            return self
+        import queue
+        import threading
+
+        q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        done = object()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for X, Y in pairs:
+                    if not put((np.asarray(X), np.asarray(Y))):
+                        return
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                put(exc)
+                return
+            put(done)
+
+        thread = threading.Thread(target=produce, daemon=True, name="actstore-shape-read-ahead")
+        thread.start()
+        try:
+            while (item := q.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                self.update(*item)
+        finally:
+            stop.set()
+            thread.join()
         return self
 
     def _chan(self, n_b: int, mx_b: np.ndarray, my_b: np.ndarray) -> None:

@@ -6,7 +6,8 @@ exact coordinate updates of the tile's rows of W (float64, sklearn's order: comp
 component; a row's update depends only on that row, so rows can go first), and the products the
 H-step needs, WᵀX (float32 per tile, added into float64) and WᵀW (float64). The data are read
 once per iteration and never converted. The float32 products are register-tiled (4 rows x 2
-components) so LLVM vectorises them without packing copies, which is what makes BLAS slow at k ~ 10.
+components) and vectorised by LLVM, with no packing copies of the data (at k ~ 10 BLAS's GEMM runs
+at a quarter of its peak on these shapes).
 
 The violation returned is sklearn's: the summed |projected gradient| of every coordinate visited,
 so ``violation / violation_of_the_first_iteration <= tol`` stops where sklearn stops.

@@ -242,11 +242,12 @@ class ICE:
     def _iterate(self, blocks: Blocks, W: np.ndarray, H: np.ndarray, norm2: float) -> None:
         """HALS iterations, one pass over the blocks each: the W-step per block, then the H-step.
 
-        Exactly sklearn's coordinate descent (``_fit_coordinate_descent``, no shuffle): W then H,
-        component by component, stopping when the summed |projected gradient| of an iteration is at
-        most ``tol`` times the first iteration's. The data stay float32 (their products run in
-        float32, as sklearn's float32 GEMMs); W and H, every coordinate update and every
-        accumulation are float64. The W-step is one fused kernel per block (:mod:`.hals`).
+        sklearn's coordinate descent (``_fit_coordinate_descent``, no shuffle): W then H, component
+        by component, the same update, stopping when the summed |projected gradient| of an iteration
+        is at most ``tol`` times the first iteration's (``converged_``; else ``max_iter`` was hit).
+        The data stay float32 (their products run in float32, as sklearn's float32 GEMMs); W and H,
+        every coordinate update and every accumulation are float64 (sklearn keeps float32 data's
+        W and H in float32). The W-step is one fused kernel per block (:mod:`.hals`).
         """
         from .hals import cd_sweep, tile_rows
 
