@@ -65,8 +65,12 @@ starts = range(0, X_arr.shape[0], step)
 if {compute_y}:  # the interpretation runs here, on the BLAS thread, as netrep's side computes it
     pairs = ((x, interpretation(x)) for x in (np.asarray(X_arr[i:i + step], np.float64) for i in starts))
     stats = ShapeStats().update_all(pairs, read_ahead=False)
-else:  # float32 blocks as stored (promoted to float64 in the centring pass), the next read while BLAS works
+elif hasattr(ShapeStats, "update_all"):  # float32 blocks as stored (promoted in the centring pass), read ahead
     stats = ShapeStats().update_all(((X_arr[i:i + step], Y_arr[i:i + step]) for i in starts), read_ahead=True)
+else:  # an older actstore (before/after comparisons): one block after the other, converted here
+    stats = ShapeStats()
+    for i in starts:
+        stats.update(np.asarray(X_arr[i:i + step], np.float64), np.asarray(Y_arr[i:i + step], np.float64))
 thetas = stats.distances([0.0, 0.5, 1.0])
 print(json.dumps({{"seconds": time.perf_counter() - t, "theta": thetas[0.5], "thetas": thetas,
                   "peak_rss_MB": peak_rss_mb()}}))
