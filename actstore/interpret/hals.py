@@ -23,7 +23,7 @@ from numba import njit
 
 __all__ = ["w_pass", "cd_sweep", "gram_apply", "right_apply", "left_apply", "check_rows", "tile_rows"]
 
-L2_TILE_BYTES = 256 * 2**10
+L2_TILE_BYTES = 512 * 2**10
 
 
 def tile_rows(n_features: int) -> int:
@@ -169,14 +169,14 @@ def _gram_add(MT, c0, c1, G):  # pragma: no cover - compiled
                 G[s, t] += acc
 
 
-# -- float64 coordinate descent (no fastmath: sklearn's arithmetic, in sklearn's order) ------------------------
-@njit(cache=True, nogil=True)
+# -- float64 coordinate descent (sklearn's order; only multiply-adds may be fused) ------------------------------
+@njit(cache=True, nogil=True, fastmath={"contract"})
 def _cd_cols(MT, c0, c1, CT, o, gram, g, viol):  # pragma: no cover - compiled
     """One coordinate-descent sweep over columns c0 <= i < c1 of MT (k x rows: the rows of M,
     transposed), in place: component t of every row, then t + 1 (sklearn's order; a row's updates
     depend only on that row). ``CT[t, o + i - c0]`` = (A Fᵀ)[i, t]; adds each row's |projected gradient|
     into ``viol[i - c0]``. Vectorised over rows; each gradient is summed in sklearn's order,
-    -C[i, t] + Σ_r gram[t, r] M[i, r], and the update divides by gram[t, t] as sklearn does."""
+    -C[i, t] + Σ_r gram[t, r] M[i, r]; the step multiplies by 1 / gram[t, t] (sklearn divides)."""
     k = MT.shape[0]
     n = c1 - c0
     gg = g[:n]
@@ -197,8 +197,9 @@ def _cd_cols(MT, c0, c1, CT, o, gram, g, viol):  # pragma: no cover - compiled
             pg = min(0.0, x) if mt[i] == 0 else x
             vv[i] += abs(pg)
         if hess != 0:
+            inv = 1.0 / hess  # a multiply per row instead of a divide (within an ulp of sklearn's g / hess)
             for i in range(n):
-                mt[i] = max(mt[i] - gg[i] / hess, 0.0)
+                mt[i] = max(mt[i] - gg[i] * inv, 0.0)
 
 
 CD_TILE = 512
@@ -312,3 +313,38 @@ def left_apply(X, PT, B, tile):  # pragma: no cover - compiled
         for t in range(s):
             for d in range(D):
                 B[t, d] += acc[t, d]
+
+
+@njit(cache=True, nogil=True)
+def fit_loop(X, WT, H, max_iter, tol, tile):  # pragma: no cover - compiled
+    """Every HALS iteration of an in-memory, one-thread fit in one call (no Python between the steps):
+    the W-step (:func:`w_pass`), then the H-step (:func:`cd_sweep` on H, k x D, in place), until
+    sklearn's stopping rule or ``max_iter``. Returns (iterations, converged, WᵀA, WᵀW) of the last
+    W-step, for the reconstruction error."""
+    k, d = H.shape
+    WtA = np.zeros((k, d))
+    WtW = np.zeros((k, k))
+    HHt = np.empty((k, k))
+    H32 = np.empty((k, d), np.float32)
+    violation_init = 0.0
+    it = 0
+    while it < max_iter:
+        it += 1
+        for a in range(k):
+            for j in range(d):
+                H32[a, j] = np.float32(H[a, j])
+            for b in range(a + 1):
+                s = 0.0
+                for j in range(d):
+                    s += H[a, j] * H[b, j]
+                HHt[a, b] = s
+                HHt[b, a] = s
+        WtA[:] = 0.0
+        WtW[:] = 0.0
+        violation = w_pass(X, WT, H32, HHt, WtA, WtW, tile)
+        violation += cd_sweep(H, WtA, WtW)
+        if it == 1:
+            violation_init = violation
+        if violation_init == 0 or violation / violation_init <= tol:
+            return it, True, WtA, WtW
+    return it, False, WtA, WtW

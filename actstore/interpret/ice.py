@@ -236,7 +236,7 @@ class ICE:
         else:
             U, S, V = _randomized_svd(X, self.n_components, self.random_state)
         W, H = nndsvda(U, S, V, mean)
-        self._iterate(lambda: iter((X,)), W, H, norm2)
+        self._iterate(_InMemory(X), W, H, norm2)
         return self
 
     def _iterate(self, blocks: Blocks, W: np.ndarray, H: np.ndarray, norm2: float) -> None:
@@ -262,24 +262,30 @@ class ICE:
         tile = tile_rows(d)
         violation_init = 0.0
         self.converged_ = False
-        with _WStep(tile) as step:
-            for it in range(1, self.max_iter + 1):
-                H32 = H.astype(np.float32)
-                HHt = H @ H.T
-                WtA = np.zeros((k, d))
-                WtW = np.zeros((k, k))
-                violation, start = 0.0, 0
-                for block in blocks():
-                    block = np.ascontiguousarray(block, dtype=np.float32)
-                    violation += step(block, WTv[:, start:start + len(block)], H32, HHt, WtA, WtW)
-                    start += len(block)
-                violation += cd_sweep(H, WtA, WtW)  # the H-step: H (k x D) is Hᵀ's rows transposed
-                self.n_iter_ = it
-                if it == 1:
-                    violation_init = violation
-                if violation_init == 0 or violation / violation_init <= self.tol:
-                    self.converged_ = True
-                    break
+        if isinstance(blocks, _InMemory) and (blocks.X.size < PARALLEL_MIN_ELEMENTS or _blas_threads() == 1):
+            from .hals import fit_loop  # one block, one thread: every iteration in one compiled call
+
+            it, converged, WtA, WtW = fit_loop(blocks.X, WTv, H, int(self.max_iter), float(self.tol), tile)
+            self.n_iter_, self.converged_ = int(it), bool(converged)
+        else:
+            with _WStep(tile) as step:
+                for it in range(1, self.max_iter + 1):
+                    H32 = H.astype(np.float32)
+                    HHt = H @ H.T
+                    WtA = np.zeros((k, d))
+                    WtW = np.zeros((k, k))
+                    violation, start = 0.0, 0
+                    for block in blocks():
+                        block = np.ascontiguousarray(block, dtype=np.float32)
+                        violation += step(block, WTv[:, start:start + len(block)], H32, HHt, WtA, WtW)
+                        start += len(block)
+                    violation += cd_sweep(H, WtA, WtW)  # the H-step: H (k x D) is Hᵀ's rows transposed
+                    self.n_iter_ = it
+                    if it == 1:
+                        violation_init = violation
+                    if violation_init == 0 or violation / violation_init <= self.tol:
+                        self.converged_ = True
+                        break
         err2 = norm2 - 2.0 * float((H * WtA).sum()) + float((WtW * (H @ H.T)).sum())
         self.reconstruction_err_ = float(np.sqrt(max(err2, 0.0)))
         self.components_ = H.astype(np.float32)
@@ -364,6 +370,17 @@ class ICE:
 
 
 IN_MEMORY_W_BYTES = 256 * 2**20
+
+
+class _InMemory:
+    """The blocks of an in-memory fit: one, the whole matrix (so :meth:`ICE._iterate` may run every
+    iteration in one compiled call)."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X = X
+
+    def __call__(self) -> Iterator[np.ndarray]:
+        return iter((self.X,))
 
 
 class _WStep:
