@@ -266,3 +266,21 @@ def test_bad_inputs():
         dgpruning(X, y, 0.2, graph_mode="max")
     with pytest.raises(SelectionError, match="'direction' parameter of 'dgpruning' must be a str among"):
         dgpruning(X, y, 0.2, direction="up")
+
+
+def test_dead_columns_change_nothing():
+    """dgpruning/d2pruning drop a class's all-zero columns before the Gram: the selection is the one
+    of the full width (every distance, mean and score is the same without them)."""
+    from actstore.coresets.kernels import live_columns_f64
+
+    rng = np.random.default_rng(11)
+    X = np.maximum(rng.standard_normal((300, 40)), 0).astype(np.float32)
+    X[:, ::3] = 0.0
+    y = rng.integers(0, 3, 300)
+    live = live_columns_f64(X)
+    assert live.dtype == np.float64 and live.flags.c_contiguous
+    np.testing.assert_array_equal(live, X[:, X.any(axis=0)].astype(np.float64))
+    assert dgpruning(X, y, 0.2).tolist() == ref_dgpruning(X, y, 0.2)
+    assert dgpruning(X, y, 0.2).tolist() == dgpruning(X[:, X.any(axis=0)], y, 0.2).tolist()
+    scores = np.linalg.norm(X, axis=1)
+    assert d2pruning(X, y, scores, 0.3).tolist() == d2pruning(X[:, X.any(axis=0)], y, scores, 0.3).tolist()

@@ -89,3 +89,60 @@ def test_bad_input():
         angular_distance(np.full((50, 4), np.nan), X)
     with pytest.raises(EvaluationError, match="no rows"):
         ShapeStats().distance()
+
+
+def test_in_place_blas_accumulation_equals_plain_centred_grams():
+    """The streamed statistics (dsyrk/dgemm on each centred block, Chan's rank-1 corrections in place)
+    equal the centred Grams of all rows, float32 blocks included, and merging is order-free."""
+    rng = np.random.default_rng(3)
+    X = (rng.standard_normal((700, 9)) * [1, 2, 3, 4, 5, 6, 7, 8, 9] + 50).astype(np.float32)
+    Y = rng.standard_normal((700, 5)) - 20
+    stats = ShapeStats()
+    for i in range(0, 700, 128):
+        stats.update(X[i:i + 128], Y[i:i + 128])
+    X64 = X.astype(np.float64)
+    Xc, Yc = X64 - X64.mean(0), Y - Y.mean(0)
+    np.testing.assert_allclose(stats.cxx, Xc.T @ Xc, rtol=1e-11)
+    np.testing.assert_array_equal(stats.cxx, stats.cxx.T)
+    np.testing.assert_allclose(stats.cyy, Yc.T @ Yc, rtol=1e-11)
+    np.testing.assert_allclose(stats.cxy, Xc.T @ Yc, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(stats.mx, X64.mean(0), rtol=1e-13)
+    parts = [ShapeStats().update(X[i:i + 300], Y[i:i + 300]) for i in range(0, 700, 300)]
+    merged = ShapeStats().merge(parts[2]).merge(parts[0]).merge(parts[1])
+    for a in (0.0, 0.5, 1.0):
+        assert abs(merged.distance(a) - stats.distance(a)) < 1e-12
+
+
+def test_matches_real_netrep_when_installed():
+    netrep = pytest.importorskip("netrep.metrics")
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((400, 12)) @ rng.standard_normal((12, 12)) + 2.0
+    Y = np.maximum(X[:, :8] @ rng.standard_normal((8, 10)), 0) + 0.3 * rng.standard_normal((400, 10))
+    stats = ShapeStats()
+    for i in range(0, 400, 64):
+        stats.update(X[i:i + 64], Y[i:i + 64])
+    for alpha in (0.0, 0.3, 0.5, 1.0):
+        ref = netrep.LinearMetric(alpha=alpha).fit_score(X, Y)
+        assert abs(stats.distance(alpha) - ref) < 1e-9, alpha
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+def test_update_all_streams_pairs_and_reports_errors(read_ahead):
+    rng = np.random.default_rng(5)
+    X, Y = rng.standard_normal((1000, 7)), rng.standard_normal((1000, 4))
+    Y[:, :2] += X[:, :2]
+    blocks = ((X[i:i + 90], Y[i:i + 90]) for i in range(0, 1000, 90))
+    streamed = ShapeStats().update_all(blocks, read_ahead=read_ahead)
+    whole = ShapeStats().update(X, Y)
+    for a in (0.0, 0.5, 1.0):
+        assert abs(streamed.distance(a) - whole.distance(a)) < 1e-12
+
+    def failing():
+        yield X[:10], Y[:10]
+        raise OSError("store chunk unreadable")
+
+    with pytest.raises(OSError, match="unreadable"):
+        ShapeStats().update_all(failing(), read_ahead=read_ahead)
+    bad = ((X[i:i + 100], np.full((100, 4), np.nan)) for i in range(0, 1000, 100))
+    with pytest.raises(EvaluationError, match="NaN or Inf"):
+        ShapeStats().update_all(bad, read_ahead=read_ahead)

@@ -138,3 +138,21 @@ def test_bad_unit_budgets(kwargs, message):
     X, y = features(0)
     with pytest.raises(InterpretError, match=message):
         VEBI(**kwargs).fit(X, y)
+
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_accumulate_gram_equals_plain_products(order):
+    """The in-place symmetric rank-k update (and the per-class row sums) equal XᵀX and XᵀL."""
+    from actstore.interpret.vebi import accumulate_gram, gram_stats
+
+    X, y = features(6, n=333, p=150, k=5)
+    G = np.zeros((150, 150), order=order)
+    b = np.zeros((150, 5))
+    for lo in range(0, 333, 100):  # uneven blocks, float32 as the store holds them
+        accumulate_gram(G, b, X[lo:lo + 100].astype(np.float32), y[lo:lo + 100])
+    X32 = X.astype(np.float32).astype(np.float64)
+    G_ref, b_ref, _ = gram_stats(X32, y, 5)
+    np.testing.assert_allclose(G, G_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(G, G.T)  # exactly symmetric
+    np.testing.assert_allclose(b, b_ref, rtol=1e-12, atol=1e-15)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["knn_from_gram", "d2_forward", "d2_greedy", "kcenter_greedy", "column_median", "distances_to"]
+__all__ = ["knn_from_gram", "live_columns_f64", "d2_forward", "d2_greedy", "kcenter_greedy", "column_median", "distances_to"]
 
 
 @njit(cache=True, nogil=True)
@@ -47,6 +47,29 @@ def knn_from_gram(gram: np.ndarray, sq: np.ndarray, row0: int, k: int, idx: np.n
         for t in range(k):
             idx[i, t] = best_j[t]
             d2[i, t] = best_d[t]
+
+
+@njit(cache=True, nogil=True)
+def live_columns_f64(X: np.ndarray) -> np.ndarray:
+    """X's columns that are not all zero, as a C-contiguous float64 copy (one pass to find them, one to
+    copy). A column of zeros adds exactly 0 to every dot product, squared norm and mean, so Gram
+    distances, class means and scores are the same without it, at a fraction of the GEMM."""
+    n, d = X.shape
+    nz = np.zeros(d, np.uint8)
+    for i in range(n):
+        for j in range(d):
+            nz[j] |= X[i, j] != 0
+    cols = np.flatnonzero(nz)
+    out = np.empty((n, cols.size))
+    if cols.size == d:
+        for i in range(n):
+            for j in range(d):
+                out[i, j] = X[i, j]
+    else:
+        for i in range(n):
+            for c in range(cols.size):
+                out[i, c] = X[i, cols[c]]
+    return out
 
 
 @njit(cache=True, nogil=True)

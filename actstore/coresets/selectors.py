@@ -15,7 +15,8 @@ import numpy as np
 from ..errors import SelectionError
 from ..params import Integral, Interval, Real, StrOptions
 from .base import register, run_per_class
-from .kernels import column_median, d2_forward, d2_greedy, distances_to, kcenter_greedy, knn_from_gram
+from .kernels import (column_median, d2_forward, d2_greedy, distances_to, kcenter_greedy, knn_from_gram,
+                      live_columns_f64)
 
 __all__ = ["class_rng", "random_subset", "random", "moderate", "dgpruning", "d2pruning", "kcenter", "knn_graph", "d2_order"]
 
@@ -183,6 +184,14 @@ def _d2_class(X: np.ndarray, s: np.ndarray, budgets: list[int], seed: int, label
     return _prefixes(order, budgets)
 
 
+def _live_f64(X: np.ndarray) -> np.ndarray:
+    """X as C-contiguous float64 without its all-zero columns (one Numba pass to find them, one to copy)."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
+        return np.ascontiguousarray(X, dtype=np.float64)
+    return live_columns_f64(np.ascontiguousarray(X))
+
+
 def _unit_rows(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
@@ -206,7 +215,7 @@ def _class_scores(X: np.ndarray, direction: str, sq: np.ndarray) -> np.ndarray:
           description="D2 message passing with s = distance to the class mean")
 def _dgpruning_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int,
                      direction: str, normalize: bool, **params: Any) -> list[np.ndarray]:
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = _live_f64(X)  # all-zero columns (dead channels of the class) change no distance: dropped
     X = _unit_rows(X) if normalize else X
     sq = np.einsum("ij,ij->i", X, X)
     return _d2_class(X, _class_scores(X, direction, sq), budgets, seed, label, normalize=False, sq=sq, **params)
@@ -216,7 +225,7 @@ def _dgpruning_class(X: np.ndarray, budgets: list[int], *, rates: list[float], s
           description="D2 message passing with given per-sample scores (AUM, forgetting...)")
 def _d2pruning_class(X: np.ndarray, budgets: list[int], *, rates: list[float], seed: int, label: int,
                      scores: np.ndarray, **params: Any) -> list[np.ndarray]:
-    return _d2_class(X, scores, budgets, seed, label, **params)
+    return _d2_class(_live_f64(X), scores, budgets, seed, label, **params)
 
 
 def dgpruning(X: np.ndarray, labels: np.ndarray, rate: float, *, k: int = 5, gamma_f: float = 1.0,

@@ -17,6 +17,9 @@ the scale of Z and the number of rows n·H·W behind Φ.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
 from ..errors import EvaluationError
@@ -27,12 +30,13 @@ EIGVAL_FLOOR = 1e-7
 
 
 def _rows(A: np.ndarray, name: str) -> np.ndarray:
+    """A as rows (n, d), float32 or float64 as given (products promote to float64)."""
     A = np.asarray(A)
     if A.ndim < 2:
         raise EvaluationError(f"{name} must have rows and features (n, d) or maps (n, ..., d); got {A.shape}")
-    A = A.reshape(-1, A.shape[-1]).astype(np.float64, copy=False)
-    if not np.isfinite(A).all():
-        raise EvaluationError(f"{name} holds NaN or Inf")
+    A = A.reshape(-1, A.shape[-1])
+    if A.dtype not in (np.float32, np.float64):
+        A = A.astype(np.float64)
     return A
 
 
@@ -43,55 +47,163 @@ def _check_alpha(alpha: float) -> float:
     return alpha
 
 
+def _upper_to_full(U: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle U holds (U's lower triangle is not maintained)."""
+    return np.triu(U) + np.triu(U, 1).T
+
+
 class ShapeStats:
     """Sufficient statistics of two representations of the same rows, for Φ at any α.
 
     ``update(X_block, Y_block)`` adds rows (maps are flattened to (rows·H·W, D)); ``merge(other)``
     combines partial statistics; ``distance(alpha)`` gives θ in radians, in [0, π/2].
+
+    Per block: the block's column means (one pass each), the centred block (one pass each), then
+    BLAS in place on the running sums: symmetric rank-k updates (``dsyrk``, upper triangle: half
+    the work of a GEMM) for C_xx and C_yy, one ``dgemm`` for C_xy, and Chan's rank-1 corrections
+    (``dsyr``/``dger``). No d x d temporaries; the Grams are symmetrised when read (``cxx``, ``cyy``).
+    NaN/Inf are detected from the column sums (any non-finite entry makes its column's sum non-finite).
     """
 
     def __init__(self) -> None:
         self.n = 0
         self.mx: np.ndarray | None = None
         self.my: np.ndarray | None = None
-        self.cxx: np.ndarray | None = None
-        self.cyy: np.ndarray | None = None
+        self._cxx_u: np.ndarray | None = None  # upper triangles, Fortran order (BLAS updates them in place)
+        self._cyy_u: np.ndarray | None = None
         self.cxy: np.ndarray | None = None
+        self._eig: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    @property
+    def cxx(self) -> np.ndarray | None:
+        """Σ (x - m_x)(x - m_x)ᵀ, the un-normalised centred Gram of X (d_x x d_x)."""
+        return None if self._cxx_u is None else _upper_to_full(self._cxx_u)
+
+    @property
+    def cyy(self) -> np.ndarray | None:
+        """Σ (y - m_y)(y - m_y)ᵀ (d_y x d_y)."""
+        return None if self._cyy_u is None else _upper_to_full(self._cyy_u)
 
     def update(self, X: np.ndarray, Y: np.ndarray) -> ShapeStats:
+        from scipy.linalg.blas import dgemm, dsyrk
+
         X, Y = _rows(X, "X"), _rows(Y, "Y")
         if X.shape[0] != Y.shape[0]:
             raise EvaluationError(f"X and Y need the same rows: {X.shape[0]} != {Y.shape[0]}")
-        if X.shape[0] == 0:
+        n = X.shape[0]
+        if n == 0:
             return self
-        block = ShapeStats()
-        block.n = X.shape[0]
-        block.mx, block.my = X.mean(axis=0), Y.mean(axis=0)
-        Xc, Yc = X - block.mx, Y - block.my
-        block.cxx, block.cyy, block.cxy = Xc.T @ Xc, Yc.T @ Yc, Xc.T @ Yc
-        return self.merge(block)
+        sx, sy = X.sum(axis=0, dtype=np.float64), Y.sum(axis=0, dtype=np.float64)
+        for name, total in (("X", sx), ("Y", sy)):
+            if not np.isfinite(total).all():
+                raise EvaluationError(f"{name} holds NaN or Inf")
+        mx, my = sx / n, sy / n
+        if self.n and (self.mx.shape != mx.shape or self.my.shape != my.shape):  # type: ignore[union-attr]
+            raise EvaluationError(f"cannot merge statistics of widths {self.mx.shape[0]}/{self.my.shape[0]} "  # type: ignore[union-attr]
+                                  f"and {mx.shape[0]}/{my.shape[0]}")
+        Xc = np.subtract(X, mx)  # float64 (promoted), C order: its transpose is the Fortran matrix BLAS wants
+        Yc = np.subtract(Y, my)
+        if self.n == 0:
+            self.mx, self.my = mx, my
+            self._cxx_u = np.zeros((mx.size, mx.size), order="F")
+            self._cyy_u = np.zeros((my.size, my.size), order="F")
+            self.cxy = np.zeros((mx.size, my.size), order="F")
+        assert self._cxx_u is not None and self._cyy_u is not None and self.cxy is not None
+        assert self.mx is not None and self.my is not None
+        dsyrk(1.0, Xc.T, beta=1.0, c=self._cxx_u, trans=0, lower=0, overwrite_c=1)  # += Xcᵀ Xc, upper
+        dsyrk(1.0, Yc.T, beta=1.0, c=self._cyy_u, trans=0, lower=0, overwrite_c=1)
+        dgemm(1.0, Xc.T, Yc.T, beta=1.0, c=self.cxy, trans_b=1, overwrite_c=1)  # += Xcᵀ Yc
+        if self.n:
+            self._chan(n, mx, my)
+        else:
+            self.n = n
+        self._eig.clear()
+        return self
+
+    def update_all(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], read_ahead: bool = True) -> ShapeStats:
+        """:meth:`update` for every (X_block, Y_block) of ``pairs`` (e.g. slices read lazily from two
+        stores). With ``read_ahead`` the next pair is produced on a background thread while this one
+        is accumulated, so reading and decompressing a store overlap the BLAS work (the statistics,
+        and so Φ, are the same either way)."""
+        if not read_ahead:
+            for X, Y in pairs:
+                self.update(X, Y)
+            return self
+        import queue
+        import threading
+
+        q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        done = object()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for X, Y in pairs:
+                    if not put((np.asarray(X), np.asarray(Y))):
+                        return
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                put(exc)
+                return
+            put(done)
+
+        thread = threading.Thread(target=produce, daemon=True, name="actstore-shape-read-ahead")
+        thread.start()
+        try:
+            while (item := q.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                self.update(*item)
+        finally:
+            stop.set()
+            thread.join()
+        return self
+
+    def _chan(self, n_b: int, mx_b: np.ndarray, my_b: np.ndarray) -> None:
+        """Chan/Golub/LeVeque: C = C_a + C_b + (n_a n_b / n) δ δᵀ, after C_b was added; moves the means."""
+        from scipy.linalg.blas import dger, dsyr
+
+        assert self.mx is not None and self.my is not None
+        n = self.n + n_b
+        f = self.n * n_b / n
+        dx, dy = mx_b - self.mx, my_b - self.my
+        dsyr(f, dx, lower=0, a=self._cxx_u, overwrite_a=1)
+        dsyr(f, dy, lower=0, a=self._cyy_u, overwrite_a=1)
+        dger(f, dx, dy, a=self.cxy, overwrite_a=1)
+        self.mx = self.mx + dx * (n_b / n)
+        self.my = self.my + dy * (n_b / n)
+        self.n = n
 
     def merge(self, other: ShapeStats) -> ShapeStats:
         """Chan/Golub/LeVeque: C = C_a + C_b + (n_a n_b / n) δ δᵀ (stable even far from zero mean)."""
         if other.n == 0:
             return self
+        assert other.mx is not None and other.my is not None
+        assert other._cxx_u is not None and other._cyy_u is not None and other.cxy is not None
         if self.n == 0:
             self.n, self.mx, self.my = other.n, other.mx.copy(), other.my.copy()
-            self.cxx, self.cyy, self.cxy = other.cxx.copy(), other.cyy.copy(), other.cxy.copy()
+            self._cxx_u, self._cyy_u = other._cxx_u.copy(order="F"), other._cyy_u.copy(order="F")
+            self.cxy = other.cxy.copy(order="F")
+            self._eig.clear()
             return self
-        assert self.mx is not None and self.my is not None and other.mx is not None and other.my is not None
+        assert self.mx is not None and self.my is not None
+        assert self._cxx_u is not None and self._cyy_u is not None and self.cxy is not None
         if self.mx.shape != other.mx.shape or self.my.shape != other.my.shape:
             raise EvaluationError(f"cannot merge statistics of widths {self.mx.shape[0]}/{self.my.shape[0]} "
                                   f"and {other.mx.shape[0]}/{other.my.shape[0]}")
-        n = self.n + other.n
-        f = self.n * other.n / n
-        dx, dy = other.mx - self.mx, other.my - self.my
-        self.cxx += other.cxx + f * np.outer(dx, dx)
-        self.cyy += other.cyy + f * np.outer(dy, dy)
-        self.cxy += other.cxy + f * np.outer(dx, dy)
-        self.mx += dx * (other.n / n)
-        self.my += dy * (other.n / n)
-        self.n = n
+        self._cxx_u += other._cxx_u
+        self._cyy_u += other._cyy_u
+        self.cxy += other.cxy
+        self._chan(other.n, other.mx, other.my)
+        self._eig.clear()
         return self
 
     @staticmethod
@@ -100,25 +212,37 @@ class ShapeStats:
         cancels in θ). Directions without variance (λ <= rtol·λmax) get weight 0: the data are zero
         there, so netrep's product adds nothing, while a Gram's round-off would be amplified."""
         lam, V = np.linalg.eigh(c)
+        return V, ShapeStats._weights(lam, alpha)
+
+    @staticmethod
+    def _weights(lam: np.ndarray, alpha: float) -> np.ndarray:
         w = alpha + (1.0 - alpha) / np.sqrt(np.maximum(lam, EIGVAL_FLOOR))
-        rtol = 10 * c.shape[0] * np.finfo(np.float64).eps
+        rtol = 10 * lam.shape[0] * np.finfo(np.float64).eps
         w[lam <= rtol * max(float(lam.max()), 0.0)] = 0.0
-        return V, w
+        return w
+
+    def _spectrum(self, which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(λ, V, diag(Vᵀ C V)) of C_xx or C_yy: one eigendecomposition serves every α."""
+        if which not in self._eig:
+            c = self.cxx if which == "x" else self.cyy
+            assert c is not None
+            lam, V = np.linalg.eigh(c)
+            self._eig[which] = (lam, V, np.einsum("ij,ij->j", V, c @ V))  # Vᵀ C V's diagonal: C's eigenvalues
+        return self._eig[which]
 
     def distance(self, alpha: float = 1.0) -> float:
         """θ_α in radians. Raises when an input has no variance (the angle is undefined)."""
         alpha = _check_alpha(alpha)
         if self.n == 0:
             raise EvaluationError("no rows: update the statistics before asking for a distance")
-        assert self.cxx is not None and self.cyy is not None and self.cxy is not None
+        assert self._cxx_u is not None and self._cyy_u is not None and self.cxy is not None
         if alpha > 1 - EIGVAL_FLOOR:  # netrep's early exit: Z = I
-            vx, vy = float(np.trace(self.cxx)), float(np.trace(self.cyy))
+            vx, vy = float(np.trace(self._cxx_u)), float(np.trace(self._cyy_u))
             m = self.cxy
         else:
-            Vx, wx = self._whitening(self.cxx, alpha)
-            Vy, wy = self._whitening(self.cyy, alpha)
-            lx = np.einsum("ij,ij->j", Vx, self.cxx @ Vx)  # Vᵀ C V's diagonal: C's eigenvalues
-            ly = np.einsum("ij,ij->j", Vy, self.cyy @ Vy)
+            lamx, Vx, lx = self._spectrum("x")
+            lamy, Vy, ly = self._spectrum("y")
+            wx, wy = self._weights(lamx, alpha), self._weights(lamy, alpha)
             vx, vy = float((wx**2 * lx).sum()), float((wy**2 * ly).sum())
             m = (Vx * wx).T @ self.cxy @ (Vy * wy)
         if vx <= 0 or vy <= 0:

@@ -24,7 +24,8 @@ from ..errors import InterpretError, ParameterError
 from ..params import Integral, Interval, Real, validate
 from .inputs import checked_array, class_labels
 
-__all__ = ["VEBI", "InterpretError", "DEFAULT_MU", "solve_mu_lasso", "calibrate_mu", "gram_stats", "LassoSolution"]
+__all__ = ["VEBI", "InterpretError", "DEFAULT_MU", "solve_mu_lasso", "calibrate_mu", "gram_stats", "LassoSolution",
+           "accumulate_gram"]
 
 DEFAULT_MU = 1e-3
 """The seed author's PyTorch VEBI (the closest code to the paper) uses μ = 0.001 with exactly the
@@ -180,6 +181,32 @@ def gram_stats(X: np.ndarray, y: np.ndarray, n_classes: int, sample_weight: np.n
     L = np.zeros((len(y), n_classes))
     L[np.arange(len(y)), y] = 1.0
     return Xw.T @ X, Xw.T @ L, np.bincount(y, weights=w, minlength=n_classes)
+
+
+def accumulate_gram(G: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray) -> None:
+    """G += XᵀX and b[:, c] += Σ_{i: y_i = c} x_i, in place, in float64 (X: rows x P unit features).
+
+    G (P x P, C or Fortran order, symmetric) gets a symmetric rank-k update (BLAS ``dsyrk``: half
+    a GEMM's work, no P x P temporary) on one triangle, mirrored to the other afterwards; b (P x K)
+    gets each class's row sums (one pass over X, in the classes' order of appearance)."""
+    from scipy.linalg.blas import dsyrk
+
+    from ._gram_kernels import class_sums, mirror_lower
+
+    X = np.asarray(X)
+    if X.shape[0] == 0:
+        return
+    X64 = np.ascontiguousarray(X, dtype=np.float64)
+    if G.flags.c_contiguous:  # Gᵀ is the Fortran matrix BLAS updates in place: its upper triangle is G's lower
+        dsyrk(1.0, X64.T, beta=1.0, c=G.T, trans=0, lower=0, overwrite_c=1)
+        mirror_lower(G)
+    elif G.flags.f_contiguous:
+        dsyrk(1.0, X64.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)  # G's upper triangle: Gᵀ's lower
+        mirror_lower(G.T)
+    else:
+        G += X64.T @ X64
+    classes, inv = np.unique(np.asarray(y), return_inverse=True)
+    b[:, classes] += class_sums(X64, inv.astype(np.int64), len(classes)).T
 
 
 class VEBI(BaseEstimator):

@@ -26,7 +26,7 @@ from ..store.reader import ActivationStore, open_store
 from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, make_features, no_progress,
                    read_ahead, register)
 from .features import Features
-from .vebi import VEBI
+from .vebi import VEBI, accumulate_gram
 
 __all__ = ["VEBIInterpreter", "vebi_stats", "units_by_layer", "unit_maps"]
 
@@ -110,13 +110,10 @@ def _stats_range(store: ActivationStore | str, rows: list[np.ndarray | None], la
             sel = m[start - lo:start - lo + len(e)]
             if not sel.any():
                 continue
-            X, ys = e[sel].astype(np.float64), y[sel]
+            X, ys = (e, y) if sel.all() else (e[sel], y[sel])
             g0 = time.perf_counter()
             G, b, cnt = acc[i]
-            G += X.T @ X
-            order = np.argsort(ys, kind="stable")  # b[:, c] += the rows of class c, summed
-            classes, starts = np.unique(ys[order], return_index=True)
-            b[:, classes] += np.add.reduceat(X[order], starts, axis=0).T
+            accumulate_gram(G, b, X, ys)
             gemm += time.perf_counter() - g0
             per_target_seconds[i] += time.perf_counter() - g0
             acc[i] = (G, b, cnt + len(X))
