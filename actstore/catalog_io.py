@@ -38,45 +38,25 @@ import yaml
 
 from .atomic import atomic_write_text, real_target
 from .errors import CatalogError
+from .yamlio import DuplicateKeyError, load_yaml, one_line
 
 __all__ = ["CatalogFiles", "parse_yaml", "dump_yaml", "apply_record", "SMALL_CATALOG_BYTES"]
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~10x faster on large catalogs
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 SMALL_CATALOG_BYTES = 256 * 1024  # rewriting this much YAML takes well under 0.2 s
 _CACHE_FORMAT = "actstore-catalog-cache"
 
 
-class _UniqueKeyLoader(_Loader):  # type: ignore[misc, valid-type]
-    """A safe loader that refuses a mapping with the same key twice (YAML would keep the last silently)."""
-
-
-def _construct_unique_mapping(loader: Any, node: Any, deep: bool = False) -> Any:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, (str, int, float, bool)) and key in seen:
-            mark = key_node.start_mark
-            raise CatalogError(f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}: "
-                               "each name may appear once; remove or rename one of them")
-        seen.add(key) if isinstance(key, (str, int, float, bool)) else None
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
 def parse_yaml(text: str, where: str) -> Any:
     """``yaml.safe_load(text)`` with duplicate keys refused and errors located."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except CatalogError as exc:
-        raise CatalogError(f"{where}: {exc}") from None
+        return load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise CatalogError(f"{where}: {exc}; each name may appear once: remove or rename one of them") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise CatalogError(f"{where}: not valid YAML{at}: {problem}") from None
+        problem = one_line(exc)
+        sep = " " if problem.startswith("at line") else ": "
+        raise CatalogError(f"{where}: not valid YAML{sep}{problem}") from None
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
@@ -112,7 +92,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise ValueError(f"duplicate key {k!r}")
+            raise CatalogError(f"duplicate key {k!r}")
         out[k] = v
     return out
 

@@ -21,8 +21,12 @@ class _StrictLoader(_Base):  # type: ignore[misc,valid-type]
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise DuplicateKeyError(f"key '{key}' is given twice (line {key_node.start_mark.line + 1})")
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key is refused by the base constructor
+            if key in seen:
+                mark = key_node.start_mark
+                raise DuplicateKeyError(f"duplicate key '{key}' at line {mark.line + 1}, column {mark.column + 1}: "
+                                        "it is given twice")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -42,4 +46,4 @@ def one_line(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{problem}{at}"
+    return f"{at.strip()}: {problem}" if at else problem

@@ -20,7 +20,10 @@ def test_the_plan_counts_what_the_run_then_did(experiment_run):
     root = experiment_run.parent.parent
     planned = json.loads((root / "planned.json").read_text())
     done = json.loads((experiment_run.parent / "provenance.json").read_text())["work"]
-    assert planned == done and planned["fits"] == 3 * 5 + 1 and planned["extracted"] == 2
+    assert planned == {k: done[k] for k in planned} and planned["fits"] == 3 * 5 + 1 and planned["extracted"] == 2
+    stages = done["stages"]  # what each stage cost, for comparing with --estimate
+    assert {"extract/demo-vgg", "select", "interpret/demo-vgg/ice", "evaluate/demo-vgg/topic"} <= set(stages)
+    assert all(s["seconds"] > 0 and s["peak_rss_MB"] > 0 for s in stages.values())
 
 
 def test_after_the_run_everything_is_reused(experiment_run, monkeypatch):

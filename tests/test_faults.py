@@ -74,7 +74,7 @@ def test_disk_full_during_extract_is_one_line_and_rerunning_resumes(tmp_path: Pa
 @pytest.fixture
 def results_csv(tmp_path: Path) -> Path:
     """A small, valid results table (the columns the experiment writes)."""
-    from actstore.evaluate.experiment import RESULT_COLUMNS
+    from actstore.evaluate.results import RESULT_COLUMNS
 
     path = tmp_path / "results" / "results.csv"
     path.parent.mkdir()
@@ -208,10 +208,15 @@ def test_truncated_or_malformed_results_are_errors_naming_the_line(tmp_path: Pat
     rows = read_results_csv(results_csv, required=["model", "phi"])
     assert len(rows) == 4 and rows[0]["model"] == "m" and rows[0]["phi"] == "0.2"
     text = results_csv.read_text()
+    lines = text.split("\n")
+    width = lines[0].count(",") + 1
+    short, long = list(lines), list(lines)
+    short[2] = short[2].rsplit(",", 1)[0]
+    long[2] = long[2] + ",x,y"
     cases = {
         "cut": (text[: text.rindex("\n", 0, -1) + 12], r"line 5 is cut short \(the file does not end with a newline"),
-        "short": (text.replace("0.15,0.9", "0.15", 1), r"line 3 is cut short: 17 field\(s\) where the header has 18"),
-        "long": (text.replace("0.15,0.9", "0.15,0.9,x,y", 1), r"line 3 is too long"),
+        "short": ("\n".join(short), rf"line 3 is cut short: {width - 1} field\(s\) where the header has {width}"),
+        "long": ("\n".join(long), r"line 3 is too long"),
         "header": (text.split("\n")[0] + "\n", "has a header but no rows"),
         "empty": ("", "is empty"),
         "quote": (text.replace("ice", '"ice', 1), "not valid CSV|cut short"),

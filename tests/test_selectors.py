@@ -283,4 +283,5 @@ def test_dead_columns_change_nothing():
     assert dgpruning(X, y, 0.2).tolist() == ref_dgpruning(X, y, 0.2)
     assert dgpruning(X, y, 0.2).tolist() == dgpruning(X[:, X.any(axis=0)], y, 0.2).tolist()
     scores = np.linalg.norm(X, axis=1)
-    assert d2pruning(X, y, scores, 0.3).tolist() == d2pruning(X[:, X.any(axis=0)], y, scores, 0.3).tolist()
+    assert d2pruning(X, y, 0.3, scores=scores).tolist() == d2pruning(X[:, X.any(axis=0)], y, 0.3,
+                                                                    scores=scores).tolist()

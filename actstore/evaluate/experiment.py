@@ -12,11 +12,13 @@ the registry; the runner knows none of them by name.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ from ..interpret.features import Features
 from ..interpret.run import interpret, save_features
 from ..location import exists
 from ..progress import Advance, progress_bar, status
+from ..resources import measured
 from ..store.reader import ActivationStore
 from ..store.schema import provenance_key
 from .config import ExperimentConfig
@@ -56,18 +59,18 @@ class Grid:
     stores: dict[str, dict[str, ActivationStore]]
     plan: GridPlan
     coresets: dict[str, Coreset] = field(default_factory=dict)
-    work: dict[str, int] = field(default_factory=lambda: {"extracted": 0, "selections": 0, "fits": 0})
+    work: dict[str, Any] = field(default_factory=lambda: {"extracted": 0, "selections": 0, "fits": 0})
 
     def labelled(self, model: str) -> Labelled:
         return [(t.label, None if t.coreset is None else self.coresets[t.coreset]) for t in self.plan.labelled(model)]
 
 
-def _extract_stores(cfg: ExperimentConfig, cat: Catalog, progress: bool, work: dict[str, int]
+def _extract_stores(cfg: ExperimentConfig, models: list[str], cat: Catalog, progress: bool, work: dict[str, Any]
                     ) -> dict[str, dict[str, ActivationStore]]:
     """Each model's train store (with VEBI's units) and validation store; the validation store holds the
     maps of every ReLU call VEBI uses unless ``vebi_maps: hooks``."""
     stores = {}
-    for model in cfg.models:
+    for model in models:
         train = extract(model, cfg.train, units=True, catalog=cat, progress=progress)
         val_layers = [load_model(model, catalog=cat).default_layer]
         if cfg.vebi_maps == "store" and any(get_interpreter(i).needs_unit_maps for i in cfg.interpreters):
@@ -245,6 +248,29 @@ def _up_to_date(out: Path, key: str) -> bool:
     return (out / "results.csv").exists() and prov.exists() and json.loads(prov.read_text()).get("key") == key
 
 
+@contextlib.contextmanager
+def _stage(grid_work: dict[str, Any], name: str) -> Iterator[None]:
+    """Records a stage's wall time, peak memory and bytes read in the run's ``work`` (provenance.json)."""
+    with measured() as cost:
+        yield
+    grid_work.setdefault("stages", {})[name] = {"seconds": round(cost["seconds"], 3),
+                                                "peak_rss_MB": round(cost["peak_rss_MB"], 1),
+                                                "read_MB": round(cost["read_bytes"] / 2**20, 1)}
+
+
+def _prepare(cfg: ExperimentConfig, cat: Catalog, progress: bool) -> Grid:
+    """Stores (extracted or found), the plan, and every coreset (selected or found)."""
+    work: dict[str, Any] = {"extracted": 0, "selections": 0, "fits": 0}
+    stores = {}
+    for model in cfg.models:
+        with _stage(work, f"extract/{model}"):
+            stores.update(_extract_stores(cfg, [model], cat, progress, work))
+    grid = Grid(stores, plan_grid(cfg, cat), work=work)  # planned now that every store (and its weights) exists
+    with _stage(work, "select"):
+        _select_coresets(grid, cat)
+    return grid
+
+
 def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Catalog | None = None,
                    progress: bool = True) -> Path:
     """Run (or resume) the grid; returns the results CSV path (the figures are the report's)."""
@@ -252,10 +278,7 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
     cfg.check(cat)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = {"extracted": 0, "selections": 0, "fits": 0}
-    stores = _extract_stores(cfg, cat, progress, work)
-    grid = Grid(stores, plan_grid(cfg, cat), work=work)  # planned now that every store (and its weights) exists
-    _select_coresets(grid, cat)
+    grid = _prepare(cfg, cat, progress)
     key = _results_key(cfg, grid)
     if _up_to_date(out, key):
         status(f"results are up to date (key {key}): nothing to do", progress)
@@ -269,9 +292,11 @@ def run_experiment(cfg: ExperimentConfig, catalog: str | os.PathLike[str] | Cata
             for method in cfg.interpreters:
                 interp = get_interpreter(method)
                 advance(steps=0, text=f"{model} · {method}: fitting")
-                fitted = _fit(grid, model, interp, cat, advance)
+                with _stage(grid.work, f"interpret/{model}/{method}"):
+                    fitted = _fit(grid, model, interp, cat, advance)
                 advance(steps=0, text=f"{model} · {method}: evaluating")
-                rows += _evaluate(cfg, model, ctx, fitted, out, advance)
+                with _stage(grid.work, f"evaluate/{model}/{method}"):
+                    rows += _evaluate(cfg, model, ctx, fitted, out, advance)
                 for name, extra in interp.tables(model, fitted.labelled, fitted.feats).items():
                     tables.setdefault(name, []).extend(extra)
     _publish(out, rows, tables, key, cfg, grid)

@@ -226,7 +226,10 @@ class ICE(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _check_block(block: np.ndarray) -> np.ndarray:
-        block = checked_array(block, "ICE", allow_nd=True, dtype=(np.float32,))
+        return ICE._nonnegative(checked_array(block, "ICE", allow_nd=True, dtype=(np.float32,)))
+
+    @staticmethod
+    def _nonnegative(block: np.ndarray) -> np.ndarray:
         if (block < 0).any():
             raise InterpretError("Negative values in data passed to ICE: NMF needs non-negative activations "
                                  "(pick a layer after a ReLU)")
@@ -354,17 +357,18 @@ class ICE(TransformerMixin, BaseEstimator):
 
     def transform(self, A: np.ndarray) -> np.ndarray:
         """Codes S >= 0 with the components fixed (an NNLS, as sklearn's ``NMF.transform``): (..., k),
-        in A's float dtype. sklearn's coordinate descent from W = 0 with its stopping rule; the sweeps run
-        in :mod:`.hals`."""
+        computed and returned in A's float dtype (float32 maps stay float32, as in sklearn; float64 rows
+        get float64 products, so a row's codes do not depend on its neighbours' rounding). sklearn's
+        coordinate descent from W = 0 with its stopping rule; the sweeps run in :mod:`.hals`."""
         from .hals import cd_sweep
 
         A = checked_array(A, "ICE (maps (n, H, W, D) or rows (m, D))", allow_nd=True)
-        X = self._check_block(A.reshape(-1, A.shape[-1]))
+        X = self._nonnegative(A.reshape(-1, A.shape[-1]))
         H = self._fitted(X)
         H64 = H.astype(np.float64)
         HHt = H64 @ H64.T
         WT = np.zeros((H.shape[0], X.shape[0]))  # the codes, transposed
-        cross = np.ascontiguousarray(H @ X.T)  # float32, as sklearn's GEMM on float32 data
+        cross = np.ascontiguousarray(H.astype(X.dtype) @ X.T)
         first = None
         for _ in range(self.max_iter):
             violation = cd_sweep(WT, cross, HHt)

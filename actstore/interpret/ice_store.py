@@ -54,7 +54,7 @@ def _fit_one(store: ActivationStore, arr: Any, c: int, rows: np.ndarray, shared:
         raise InterpretError(f"ICE on class '{store.classes[c]}' is undefined: its maps in this selection are all "
                              "zero (no concept to factorise); drop the class or use another layer")
     return {"components": model.components_, "err": model.reconstruction_err_, "n_iter": model.n_iter_,
-            "converged": bool(getattr(model, "converged_", model.n_iter_ < model.max_iter)),
+            "converged": bool(model.converged_),
             "seconds": time.perf_counter() - f0, "rows": int(rows.size)}
 
 
