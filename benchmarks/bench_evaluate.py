@@ -47,7 +47,7 @@ from _common import peak_rss_mb
 from actstore.store.reader import open_store
 import zarr
 store = open_store({store!r})
-X_arr = store.array("layers/synthetic/pooled")
+X_arr = store.pooled_array("synthetic")
 Y_arr = zarr.open_array({ystore!r}, mode="r")
 R = np.random.default_rng(0).standard_normal(({d}, {d})) / np.sqrt({d})
 def interpretation(x):  # stands in for an interpreter's Z: a fixed non-linear map of the maps
@@ -112,18 +112,25 @@ from actstore import load_model, model_head
 from actstore.store.reader import open_store
 from actstore.interpret.features import Features
 from actstore.evaluate.protocol import class_accuracy
+from actstore.interpret import EvalContext, get_interpreter
 store = open_store({store!r})
 head = model_head(load_model("demo-resnet", "random", num_classes=len(store.classes)), "layer3")
 comps = np.random.default_rng(0).random((len(store.classes), 10, 64)).astype(np.float32)
 ice = Features("ice", {{"n_components": 10, "max_iter": 20, "tol": 1e-4}}, {{"components": comps}},
                store.key, str(store.path), store.fingerprint, None, "synthetic")
-arr = store.array("layers/synthetic/maps")
+arr = store.maps_array("synthetic")
+interp = get_interpreter("ice")
+ctx = EvalContext(val=store, loaded=None, head=head, layer="synthetic", unit_layer="synthetic", dataset=lambda: None,
+                  all_layers=False)
 t = time.perf_counter()
 bare = [float((head.logits(np.asarray(arr[store.class_rows(c)], np.float32)).argmax(1) == c).mean())
         for c in range(len(store.classes))]
 bare_s = time.perf_counter() - t
 t = time.perf_counter()
-accs = [class_accuracy(ice, store, c, head, "synthetic") for c in range(len(store.classes))]
+accs = []
+for c in range(len(store.classes)):
+    data = interp.class_data(ctx, c, [ice])
+    accs.append(class_accuracy(interp, ice, data, ctx, interp.interpretation(ice, data)))
 print(json.dumps({{"seconds": time.perf_counter() - t, "bare_seconds": bare_s, "rows": store.n_rows,
                   "peak_rss_MB": peak_rss_mb()}}))
 """
@@ -179,7 +186,7 @@ def phi_vs_netrep(tmp: Path, rows: int, d: int, repeats: int = 3, threads: int =
     from actstore.extract.synthetic import write_synthetic_store
 
     store = write_synthetic_store(tmp / "z.zarr", classes=100, rows_per_class=rows // 100, channels=d)
-    X_arr = open_store(store).array("layers/synthetic/pooled")
+    X_arr = open_store(store).pooled_array("synthetic")
     R = np.random.default_rng(0).standard_normal((d, d)) / np.sqrt(d)
     ystore = tmp / "y.zarr"
     Y_arr = zarr.open_array(str(ystore), mode="w", shape=X_arr.shape, chunks=X_arr.chunks, dtype="float32")

@@ -79,7 +79,7 @@ def gram_pass(tmp: Path, rows: int = 24_000, p: int = 3904, repeats: int = 3) ->
     """A store with ResNet18-sized unit features: our pass (read, validate, G += XᵀX, b += XᵀL)
     against numpy's float64 ``block.T @ block`` on in-memory blocks of the same shapes, interleaved
     ``repeats`` times in this process; the median of the per-round ratios."""
-    from actstore.interpret.run import vebi_stats
+    from actstore.interpret.vebi_store import vebi_stats
     from actstore.store.reader import open_store
     from actstore.store.schema import LayerSpec, StoreSpec, provenance_key
     from actstore.store.writer import StoreWriter
@@ -150,14 +150,14 @@ def topic_reads(tmp: Path) -> dict:
     """Topic training's store reads (shuffle buffer, random chunk order) against a sequential read."""
     import torch
 
-    from actstore.interpret.run import shuffled_batches
+    from actstore.interpret.topic_store import shuffled_batches
     from actstore.interpret.topic import TopicModel
     from actstore.store.reader import open_store
     from actstore.extract.synthetic import write_synthetic_store
 
     path = write_synthetic_store(tmp / "maps.zarr", classes=20, rows_per_class=300, channels=512, height=7, width=7)
     store = open_store(path)
-    arr = store.array("layers/synthetic/maps")
+    arr = store.maps_array("synthetic")
     t = time.perf_counter()
     step = arr.chunks[0]
     for start in range(0, arr.shape[0], step):
@@ -166,9 +166,9 @@ def topic_reads(tmp: Path) -> dict:
     head = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.LazyLinear(20))
     head(torch.zeros(1, 7, 7, 512))
     stats: dict = {}
-    model = TopicModel(n_topics=20, epochs=2, batch_size=256, hidden=64)
+    model = TopicModel(head, n_topics=20, epochs=2, batch_size=256, hidden=64)
     t = time.perf_counter()
-    model.fit(shuffled_batches(arr, np.arange(arr.shape[0]), store.labels, 256, 4096, 0, stats), head, 512)
+    model.fit_batches(shuffled_batches(arr, np.arange(arr.shape[0]), store.labels, 256, 4096, 0, stats), 512)
     train = time.perf_counter() - t
     per_epoch_bytes = stats["bytes_read"] / 2
     return {"rows": int(arr.shape[0]), "maps": list(arr.shape[1:]), "stored_MB": round(per_epoch_bytes / 1e6, 1),

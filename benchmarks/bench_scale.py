@@ -49,33 +49,29 @@ out = {{"bytes": nbytes}}
     "select": """
 cs = select_many(store, "dgpruning", [0.1])[0]
 cs.save(work + "/coreset.json")
-out = {{"bytes": store.array("layers/layer3/pooled").nbytes, "kept": cs.n}}
+out = {{"bytes": store.pooled_array("layer3").nbytes, "kept": cs.n}}
 """,
     "vebi": """
 cs = Coreset.load(work + "/coreset.json")
 f = interpret(store, "vebi", coresets=[cs], full=True)
-out = {{"bytes": store.array("units/energy").nbytes + store.array("samples/logits").nbytes,
+out = {{"bytes": store.energy_array().nbytes + store.logits_array().nbytes,
         "units_per_class_full": float(np.mean(f[1].meta["units_per_class"]))}}
 """,
     "ice": """
 cs = Coreset.load(work + "/coreset.json")
 sub, full = interpret(store, "ice", coresets=[cs], full=True, max_iter=10)
 sub.save(work + "/ice-sub.zarr"); full.save(work + "/ice-full.zarr")
-out = {{"bytes": store.array("layers/layer3/maps").nbytes}}
+out = {{"bytes": store.maps_array("layer3").nbytes}}
 """,
     "topic": """
 f = interpret(store, "topic", full=True, epochs=1, n_topics=10)[0]
-out = {{"bytes": store.array("layers/layer3/maps").nbytes, "loss_last": f.meta["history"][-1]["loss"]}}
+out = {{"bytes": store.maps_array("layer3").nbytes, "loss_last": f.meta["history"][-1]["loss"]}}
 """,
     "phi": """
-from actstore.evaluate.protocol import class_phi, interpretation_maps
+from actstore.evaluate.protocol import class_phi
 sub, full = Features.load(work + "/ice-sub.zarr"), Features.load(work + "/ice-full.zarr")
-arr = store.array("layers/layer3/maps")
-phis = []
-for c in range(len(store.classes)):
-    A = np.asarray(arr[store.class_rows(c)], np.float32)
-    phis.append(class_phi(full, sub, store, c, [1.0], "layer3", interpretation_maps(full, A, c),
-                          interpretation_maps(sub, A, c))["phi"][1.0])
+arr = store.maps_array("layer3")
+phis = [class_phi(full, sub, store, c, [1.0], "layer3")["phi"][1.0] for c in range(len(store.classes))]
 out = {{"bytes": arr.nbytes, "phi_mean": float(np.nanmean(phis))}}
 """,
 }
