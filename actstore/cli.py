@@ -110,9 +110,12 @@ def _writable_catalog(catalog: str | None) -> None:
 
 @app.command()
 def info(
-    store: Annotated[str | None, typer.Argument(help="A store (path or fsspec URL) to describe.")] = None,
-    model: Annotated[str | None, typer.Option(help="Describe a model instead: its layers and shapes.")] = None,
+    store: Annotated[str | None, typer.Argument(help="The store to describe: its path, an fsspec URL or its name in "
+                                                     "the catalog.")] = None,
+    model: Annotated[str | None, typer.Option(help="Describe a model instead (a catalog name, demo-resnet, demo-vgg "
+                                                   "or a torchvision builder): its layers and shapes.")] = None,
     weights: Annotated[str | None, typer.Option(help="Weights for --model (default: random init, no loading).")] = None,
+    catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Describe a store (layers, shapes, classes, rows, size, provenance) or a model's layers."""
@@ -121,23 +124,25 @@ def info(
     if (store is None) == (model is None):
         raise ActstoreError("give either a STORE path or --model NAME")
     if model is not None:
-        data = describe_model(model, weights)
+        data = describe_model(model, weights, catalog)
         _emit(data, as_json, format_model(data))
     else:
         assert store is not None
-        data = describe_store(store)
+        data = describe_store(_store_path(store, catalog))
         _emit(data, as_json, format_store(data))
 
 
 @app.command()
 def verify(
-    store: Annotated[str, typer.Argument(help="The store (path or fsspec URL) to check.")],
+    store: Annotated[str, typer.Argument(help="The store to check: its path, an fsspec URL or its name in the "
+                                              "catalog.")],
+    catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check every ledger block, chunk and shape of a store; exit 2 if anything is wrong."""
     from .store import verify_store
 
-    report = verify_store(store)
+    report = verify_store(_store_path(store, catalog))
     data = {"path": report.path, "ok": report.ok, "chunks_checked": report.chunks_checked,
             "problems": report.problems}
     text = (f"ok: {report.path} ({report.chunks_checked} chunks checked)" if report.ok else
@@ -192,13 +197,12 @@ def catalog_show(
     catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one entry with its provenance."""
-    from .catalog import lookup, open_catalog
-
-    cat = open_catalog(catalog)
-    entry = lookup(kind, name, cat) if kind in ("datasets", "models") else None
-    entry = entry if entry is not None else cat.get(kind, name)
+    """Show one entry with its provenance (datasets and models: also the project's)."""
     import yaml
+
+    from .catalog import get_entry
+
+    entry = get_entry(kind, name, catalog)
 
     _emit(entry, as_json, yaml.safe_dump({name: entry}, sort_keys=False).rstrip())
 
@@ -237,18 +241,11 @@ def catalog_compact(catalog: CatalogOpt = None) -> None:
 
 def _store_path(store: str, catalog: str | None) -> Location:
     """A store given by path or URL, or by its name in the catalog."""
-    from .catalog import open_catalog
-    from .location import is_url, location
+    from .catalog import resolve
 
-    if is_url(store):
-        return location(store)
-    path = Path(store)
-    if path.exists() or path.with_name(path.name + ".partial").exists():
-        return path
-    cat = open_catalog(catalog)
-    if store in cat.entries("stores"):
-        return cat.resolve(cat.get("stores", store))
-    raise ActstoreError(f"no store at '{store}' and no store of that name in {cat.path}")
+    where = resolve("stores", store, catalog).location
+    assert where is not None
+    return where
 
 
 def _params(items: list[str] | None) -> dict[str, Any]:
@@ -303,13 +300,13 @@ def select(
 
 
 def _coreset(name: str, catalog: str | None) -> Any:
-    from .catalog import open_catalog
+    """A coreset given by file or by its name in the catalog."""
+    from .catalog import resolve
     from .coresets.artifact import Coreset
 
-    if Path(name).is_file():
-        return Coreset.load(name)
-    cat = open_catalog(catalog)
-    return Coreset.load(cat.resolve(cat.get("coresets", name)))
+    where = resolve("coresets", name, catalog).location
+    assert where is not None
+    return Coreset.load(where)
 
 
 @coreset_app.command("ls")
@@ -410,7 +407,7 @@ def experiment(
     cfg = ExperimentConfig.load(config, catalog)
     if scheduler is not None:
         cfg.scheduler = scheduler
-        cfg.check()
+        cfg.check(catalog)
     _writable_catalog(catalog)
     results = run_experiment(cfg, catalog, progress=not as_json)
     page = write_report(results) if report else None
@@ -420,14 +417,20 @@ def experiment(
 
 @app.command("report")
 def report_cmd(
-    results: Annotated[Path, typer.Argument(help="results.csv written by actstore experiment.")],
+    results: Annotated[str, typer.Argument(help="results.csv written by actstore experiment, or its name in the "
+                                                "catalog.")],
     out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: beside the results).")] = None,
+    catalog: CatalogOpt = None,
 ) -> None:
     """Write Table 1 (Markdown, CSV), the figures and a self-contained HTML report (with the experiment's heatmaps)."""
+    from .catalog import resolve
     from .report import write_report
 
+    where = resolve("results", results, catalog).location
+    if not isinstance(where, Path):
+        raise ActstoreError(f"{where}: the report reads a local results.csv; copy it here first")
     try:
-        page = write_report(results, out_dir)
+        page = write_report(where, out_dir)
     except OSError as exc:
         raise _write_failure(exc, "the report", "the results file is untouched: rerun the same command once the "
                              "location is writable") from None
