@@ -32,7 +32,8 @@ from .errors import ActstoreError, CatalogError
 from .location import Location, exists, is_url, join, location, parent, read_text, write_text
 from .names import check_name, is_safe_name
 
-__all__ = ["Catalog", "ARTIFACT_KINDS", "KINDS", "open_catalog", "lookup"]
+__all__ = ["Catalog", "ARTIFACT_KINDS", "KINDS", "Resolved", "open_catalog", "lookup", "resolve", "searched",
+           "get_entry"]
 
 ARTIFACT_KINDS = ("stores", "coresets", "features", "results")
 KINDS = ("datasets", "models", *ARTIFACT_KINDS)
@@ -129,9 +130,7 @@ class Catalog:
     def get(self, kind: str, name: str) -> dict[str, Any]:
         entries = self.entries(kind)
         if name not in entries:
-            known = sorted(entries)
-            shown = ", ".join(known[:20]) + (f" (+{len(known) - 20} more)" if len(known) > 20 else "") or "none"
-            raise CatalogError(f"{self.path}: no {kind[:-1]} named '{name}' (known: {shown})")
+            raise CatalogError(f"{self.path}: no {kind[:-1]} named '{name}' (known: {_shown(entries)})")
         return entries[name]
 
     def resolve(self, entry: dict[str, Any]) -> Location:
@@ -242,24 +241,105 @@ class Catalog:
                 files.compact(self.data)
 
 
+def _shown(entries: dict[str, Any]) -> str:
+    known = sorted(entries)
+    return ", ".join(known[:20]) + (f" (+{len(known) - 20} more)" if len(known) > 20 else "") or "none"
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise CatalogError(f"unknown catalog kind '{kind}'; known: {', '.join(KINDS)}")
 
 
-def open_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
-    """The catalog runs register into: ``path``, else ``ACTSTORE_CATALOG``, else ``<home>/catalog.yaml``."""
+def open_catalog(path: str | os.PathLike[str] | Catalog | None = None) -> Catalog:
+    """The catalog runs register into: ``path`` (a :class:`Catalog` is used as it is), else
+    ``ACTSTORE_CATALOG``, else ``<home>/catalog.yaml``."""
+    if isinstance(path, Catalog):
+        return path
     return Catalog.load(path if path is not None else default_catalog_path())
 
 
-def lookup(kind: str, name: str, catalog: Catalog | None = None) -> dict[str, Any] | None:
-    """Find a dataset or model entry by name: the user catalog first, then the project's catalog.yaml."""
-    sources = [catalog if catalog is not None else open_catalog()]
+def _sources(cat: Catalog) -> list[Catalog]:
+    """Where dataset and model names are looked up: ``cat``, then the project's catalog.yaml (when another file)."""
     repo = repo_catalog_path()
-    mine = sources[0].path
-    if repo is not None and not (isinstance(mine, Path) and repo == mine.resolve()):
-        sources.append(Catalog.load(repo))
-    for source in sources:
-        if name in source.entries(kind):
-            return source.entries(kind)[name]
-    return None
+    mine = cat.path
+    if repo is None or (isinstance(mine, Path) and repo == mine.resolve()):
+        return [cat]
+    return [cat, Catalog.load(repo)]
+
+
+def searched(catalog: str | os.PathLike[str] | Catalog | None = None, kind: str = "models") -> str:
+    """The catalog files a ``kind`` name is looked up in, for error messages ("A or B")."""
+    cat = open_catalog(catalog)
+    return " or ".join(str(c.path) for c in (_sources(cat) if kind in ("datasets", "models") else [cat]))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a name given by a user means (see :func:`resolve`)."""
+
+    kind: str
+    name: str
+    entry: dict[str, Any] | None = None  # the catalog entry, when the name is one
+    source: Location | None = None  # the catalog file that holds ``entry``
+    location: Location | None = None  # artifacts: where the artifact is (a path or URL)
+
+
+def resolve(kind: str, name: str, catalog: str | os.PathLike[str] | Catalog | None = None) -> Resolved:
+    """The one way every verb turns a name it was given into what it names.
+
+    Artifacts (stores, coresets, features, results): an fsspec URL or a path that exists (a store's
+    ``.partial`` counts) is itself; else the entry of that name in ``catalog``; else a
+    :class:`CatalogError` that says where it looked. Datasets and models: the entry of that name in
+    ``catalog``, else in the project's catalog.yaml; else a ``Resolved`` without an entry (the name is
+    a dataset spec or a built-in model, which the caller checks, saying :func:`searched` in its error).
+    ``catalog``: a :class:`Catalog`, a path or URL, or None (``ACTSTORE_CATALOG``, else the home's).
+    """
+    _check_kind(kind)
+    cat = open_catalog(catalog)
+    if kind in ARTIFACT_KINDS:
+        return _resolve_artifact(kind, name, cat)
+    for source in _sources(cat):
+        entry = source.entries(kind).get(name)
+        if entry is not None:
+            return Resolved(kind, name, entry, source.path)
+    return Resolved(kind, name)
+
+
+def _resolve_artifact(kind: str, name: str, cat: Catalog) -> Resolved:
+    if is_url(name):
+        return Resolved(kind, name, location=location(name))
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # ~user of no such user
+        path = Path(name)
+    if path.exists() or (path.name and path.with_name(path.name + ".partial").exists()):
+        return Resolved(kind, name, location=path)
+    entry = cat.entries(kind).get(name)
+    if entry is not None:
+        return Resolved(kind, name, entry, cat.path, cat.resolve(entry))
+    what = kind[:-1]
+    if not is_safe_name(name):  # a path: no catalog name can be one
+        raise CatalogError(f"no {what} at '{name}': no such file or folder")
+    raise CatalogError(f"no {what} at '{name}' (no such file or folder) and no {what} named '{name}' in {cat.path} "
+                       f"(known: {_shown(cat.entries(kind))})")
+
+
+def lookup(kind: str, name: str, catalog: str | os.PathLike[str] | Catalog | None = None) -> dict[str, Any] | None:
+    """The catalog entry named ``name`` (datasets, models: the user catalog first, then the project's
+    catalog.yaml), or None; :func:`resolve` says what any name means."""
+    if kind in ARTIFACT_KINDS:
+        return open_catalog(catalog).entries(kind).get(name)
+    return resolve(kind, name, catalog).entry
+
+
+def get_entry(kind: str, name: str, catalog: str | os.PathLike[str] | Catalog | None = None) -> dict[str, Any]:
+    """The entry named ``name`` (datasets, models: also from the project's catalog.yaml); an error that says
+    where it looked when there is none."""
+    cat = open_catalog(catalog)
+    if kind in ARTIFACT_KINDS or kind not in KINDS:
+        return cat.get(kind, name)
+    entry = resolve(kind, name, cat).entry
+    if entry is None:
+        raise CatalogError(f"no {kind[:-1]} named '{name}' in {searched(cat, kind)}")
+    return entry

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from .errors import ActstoreError, Interrupted, OutputNotWritableError
 from .location import Location
@@ -24,18 +25,73 @@ def _persistent(value: str | None) -> str | None:
     return value
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Extract activations once into chunked stores; select coresets; interpret; evaluate.")
-catalog_app = typer.Typer(no_args_is_help=True, help="List, show and remove catalog entries.")
+def _plain(params: list[Any], ctx: Any) -> list[Any]:
+    """Flags shown as flags (no ``<bool>`` value, no ``[default: False]``), repeatable options by the type of
+    one value (``--layer <str>``, not ``<list[str]>``), arguments named in capitals."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+            if not param.secondary_opts:  # an on/off pair keeps its [default: on]
+                param.show_default = False
+        elif isinstance(param, TyperOption) and param.multiple and param.metavar is None:
+            label = param.display_type(ctx)
+            param.metavar = f"<{label[6:-2]}>" if label.startswith("<list[") else label
+        elif isinstance(param, TyperArgument) and param.metavar is None and param.name:
+            param.metavar = param.name.upper()
+    return params
+
+
+class _Command(TyperCommand):
+    """A verb whose --help reads as users expect: ``--units``, not ``--units <bool>``; ``verify [OPTIONS] STORE``."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain(super().get_params(ctx), ctx)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar or (param.name or "").upper()
+                pieces.append((name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+class _Group(TyperGroup):
+    """A group of verbs, its own --help shown as a flag too."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain(super().get_params(ctx), ctx)
+
+
+class _App(typer.Typer):
+    """A Typer app whose commands are :class:`_Command`."""
+
+    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
+        return super().command(name, cls=cls or _Command, **kwargs)
+
+
+app = _App(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+           help="Extract activations once into chunked stores; select coresets; interpret; evaluate.")
+catalog_app = _App(cls=_Group, no_args_is_help=True, help="List, show and remove catalog entries.")
 app.add_typer(catalog_app, name="catalog")
-coreset_app = typer.Typer(no_args_is_help=True, help="List, show and export coresets.")
+coreset_app = _App(cls=_Group, no_args_is_help=True, help="List, show and export coresets.")
 app.add_typer(coreset_app, name="coreset")
 
-CatalogOpt = Annotated[str | None, typer.Option(
-    "--catalog", envvar="ACTSTORE_CATALOG", callback=_persistent,
-    help="Catalog file or fsspec URL that runs register into (default: <ACTSTORE_HOME>/catalog.yaml).")]
+
+def _catalog_opt(what: str) -> Any:
+    return typer.Option("--catalog", envvar="ACTSTORE_CATALOG", callback=_persistent,
+                        help=f"{what}: a file or fsspec URL (default: <ACTSTORE_HOME>/catalog.yaml).")
+
+
+# --catalog says what it does for each verb: verbs that make artifacts register them there (and look names up
+# there), read-only verbs only look names up, `catalog rm/compact` change it.
+CatalogOpt = Annotated[str | None, _catalog_opt("Where runs register what they make, and where names are looked up")]
+ReadCatalogOpt = Annotated[str | None, _catalog_opt("The catalog to look names up in")]
+ListCatalogOpt = Annotated[str | None, _catalog_opt("The catalog to list")]
+EditCatalogOpt = Annotated[str | None, _catalog_opt("The catalog to change")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only JSON data on stdout.")]
-StoreArg = Annotated[str, typer.Argument(help="Store path, fsspec URL (s3://, gs://, memory://...) or catalog name.")]
+StoreArg = Annotated[str, typer.Argument(help="The store: its path, an fsspec URL (s3://, gs://...) or its name in "
+                                              "the catalog.")]
 SchedulerOpt = Annotated[str | None, typer.Option(
     help="Run as Dask tasks on: threads, processes, synchronous, or a distributed scheduler's address "
          "(tcp://host:8786). Default: this process's own stream.")]
@@ -110,9 +166,12 @@ def _writable_catalog(catalog: str | None) -> None:
 
 @app.command()
 def info(
-    store: Annotated[str | None, typer.Argument(help="A store (path or fsspec URL) to describe.")] = None,
-    model: Annotated[str | None, typer.Option(help="Describe a model instead: its layers and shapes.")] = None,
+    store: Annotated[str | None, typer.Argument(help="The store to describe: its path, an fsspec URL or its name in "
+                                                     "the catalog.")] = None,
+    model: Annotated[str | None, typer.Option(help="Describe a model instead (a catalog name, demo-resnet, demo-vgg "
+                                                   "or a torchvision builder): its layers and shapes.")] = None,
     weights: Annotated[str | None, typer.Option(help="Weights for --model (default: random init, no loading).")] = None,
+    catalog: ReadCatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Describe a store (layers, shapes, classes, rows, size, provenance) or a model's layers."""
@@ -121,23 +180,25 @@ def info(
     if (store is None) == (model is None):
         raise ActstoreError("give either a STORE path or --model NAME")
     if model is not None:
-        data = describe_model(model, weights)
+        data = describe_model(model, weights, catalog)
         _emit(data, as_json, format_model(data))
     else:
         assert store is not None
-        data = describe_store(store)
+        data = describe_store(_store_path(store, catalog))
         _emit(data, as_json, format_store(data))
 
 
 @app.command()
 def verify(
-    store: Annotated[str, typer.Argument(help="The store (path or fsspec URL) to check.")],
+    store: Annotated[str, typer.Argument(help="The store to check: its path, an fsspec URL or its name in the "
+                                              "catalog.")],
+    catalog: ReadCatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check every ledger block, chunk and shape of a store; exit 2 if anything is wrong."""
     from .store import verify_store
 
-    report = verify_store(store)
+    report = verify_store(_store_path(store, catalog))
     data = {"path": report.path, "ok": report.ok, "chunks_checked": report.chunks_checked,
             "problems": report.problems}
     text = (f"ok: {report.path} ({report.chunks_checked} chunks checked)" if report.ok else
@@ -157,7 +218,7 @@ def verify(
 @catalog_app.command("ls")
 def catalog_ls(
     kind: Annotated[str | None, typer.Argument(help="datasets, models, stores, coresets, features or results.")] = None,
-    catalog: CatalogOpt = None,
+    catalog: ListCatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List catalog entries (the run catalog and the project's known datasets and models)."""
@@ -189,16 +250,15 @@ def catalog_ls(
 def catalog_show(
     kind: Annotated[str, typer.Argument(help="Entry kind, e.g. stores.")],
     name: Annotated[str, typer.Argument(help="Entry name.")],
-    catalog: CatalogOpt = None,
+    catalog: ReadCatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one entry with its provenance."""
-    from .catalog import lookup, open_catalog
-
-    cat = open_catalog(catalog)
-    entry = lookup(kind, name, cat) if kind in ("datasets", "models") else None
-    entry = entry if entry is not None else cat.get(kind, name)
+    """Show one entry with its provenance (datasets and models: also the project's)."""
     import yaml
+
+    from .catalog import get_entry
+
+    entry = get_entry(kind, name, catalog)
 
     _emit(entry, as_json, yaml.safe_dump({name: entry}, sort_keys=False).rstrip())
 
@@ -208,7 +268,7 @@ def catalog_rm(
     kind: Annotated[str, typer.Argument(help="Entry kind, e.g. stores.")],
     name: Annotated[str, typer.Argument(help="Entry name.")],
     delete: Annotated[bool, typer.Option("--delete", help="Also delete the artifact on disk.")] = False,
-    catalog: CatalogOpt = None,
+    catalog: EditCatalogOpt = None,
 ) -> None:
     """Remove an entry from the catalog (and with --delete, the artifact it names, if it provably is that one)."""
     from .catalog import open_catalog
@@ -226,7 +286,7 @@ def catalog_rm(
 
 
 @catalog_app.command("compact")
-def catalog_compact(catalog: CatalogOpt = None) -> None:
+def catalog_compact(catalog: EditCatalogOpt = None) -> None:
     """Fold the catalog's journal of recent changes into its YAML now (done by itself as the journal grows)."""
     from .catalog import open_catalog
 
@@ -237,18 +297,11 @@ def catalog_compact(catalog: CatalogOpt = None) -> None:
 
 def _store_path(store: str, catalog: str | None) -> Location:
     """A store given by path or URL, or by its name in the catalog."""
-    from .catalog import open_catalog
-    from .location import is_url, location
+    from .catalog import resolve
 
-    if is_url(store):
-        return location(store)
-    path = Path(store)
-    if path.exists() or path.with_name(path.name + ".partial").exists():
-        return path
-    cat = open_catalog(catalog)
-    if store in cat.entries("stores"):
-        return cat.resolve(cat.get("stores", store))
-    raise ActstoreError(f"no store at '{store}' and no store of that name in {cat.path}")
+    where = resolve("stores", store, catalog).location
+    assert where is not None
+    return where
 
 
 def _params(items: list[str] | None) -> dict[str, Any]:
@@ -303,17 +356,17 @@ def select(
 
 
 def _coreset(name: str, catalog: str | None) -> Any:
-    from .catalog import open_catalog
+    """A coreset given by file or by its name in the catalog."""
+    from .catalog import resolve
     from .coresets.artifact import Coreset
 
-    if Path(name).is_file():
-        return Coreset.load(name)
-    cat = open_catalog(catalog)
-    return Coreset.load(cat.resolve(cat.get("coresets", name)))
+    where = resolve("coresets", name, catalog).location
+    assert where is not None
+    return Coreset.load(where)
 
 
 @coreset_app.command("ls")
-def coreset_ls(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
+def coreset_ls(catalog: ListCatalogOpt = None, as_json: JsonOpt = False) -> None:
     """List the coresets in the catalog."""
     from .catalog import open_catalog
 
@@ -327,7 +380,7 @@ def coreset_ls(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:
 @coreset_app.command("show")
 def coreset_show(
     name: Annotated[str, typer.Argument(help="Coreset catalog name or file.")],
-    catalog: CatalogOpt = None,
+    catalog: ReadCatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a coreset: selector, parameters, rate, seed, source store and per-class counts."""
@@ -345,7 +398,7 @@ def coreset_export(
     name: Annotated[str, typer.Argument(help="Coreset catalog name or file.")],
     format: Annotated[str, typer.Option("--format", help="csv (id,class) or json.")] = "csv",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
-    catalog: CatalogOpt = None,
+    catalog: ReadCatalogOpt = None,
 ) -> None:
     """Export a coreset's sample ids as CSV (id,class) or JSON."""
     cs = _coreset(name, catalog)
@@ -414,7 +467,7 @@ def experiment(
     cfg = ExperimentConfig.load(config, catalog)
     if scheduler is not None:
         cfg.scheduler = scheduler
-        cfg.check()
+        cfg.check(catalog)
     if estimate:
         from .catalog import open_catalog
         from .evaluate.estimate import estimate as plan_cost, format_estimate
@@ -431,14 +484,20 @@ def experiment(
 
 @app.command("report")
 def report_cmd(
-    results: Annotated[Path, typer.Argument(help="results.csv written by actstore experiment.")],
+    results: Annotated[str, typer.Argument(help="results.csv written by actstore experiment, or its name in the "
+                                                "catalog.")],
     out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: beside the results).")] = None,
+    catalog: ReadCatalogOpt = None,
 ) -> None:
     """Write Table 1 (Markdown, CSV), the figures and a self-contained HTML report (with the experiment's heatmaps)."""
+    from .catalog import resolve
     from .report import write_report
 
+    where = resolve("results", results, catalog).location
+    if not isinstance(where, Path):
+        raise ActstoreError(f"{where}: the report reads a local results.csv; copy it here first")
     try:
-        page = write_report(results, out_dir)
+        page = write_report(where, out_dir)
     except OSError as exc:
         raise _write_failure(exc, "the report", "the results file is untouched: rerun the same command once the "
                              "location is writable") from None
@@ -505,7 +564,7 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, _on_sigint)
     try:
-        code = app(standalone_mode=False)  # click returns typer.Exit's code instead of raising it
+        code = app(prog_name="actstore", standalone_mode=False)  # click returns typer.Exit's code instead of raising it
         sys.exit(code if isinstance(code, int) else 0)
     except ActstoreError as exc:
         _settle_pending_io()

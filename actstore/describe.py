@@ -30,8 +30,9 @@ def describe_store(path: str | os.PathLike[str]) -> dict[str, Any]:
             "arrays": arrays, "bytes_on_disk": _size_on_disk(store.path), "provenance": store.provenance}
 
 
-def describe_model(name: str, weights: str | None = None) -> dict[str, Any]:
-    """Every layer node of a model with its output shape on one input, and its ReLU-call units."""
+def describe_model(name: str, weights: str | None = None, catalog: Any = None) -> dict[str, Any]:
+    """Every layer node of a model with its output shape on one input, and its ReLU-call units; ``name`` is
+    looked up in ``catalog`` (a path, URL or :class:`~actstore.catalog.Catalog`) like every model name."""
     import torch
     from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -39,7 +40,7 @@ def describe_model(name: str, weights: str | None = None) -> dict[str, Any]:
     from .extract.models import layer_names, layer_node, load_model
     from .extract.probe import Probe
 
-    loaded = load_model(name, weights or "random")
+    loaded = load_model(name, weights or "random", catalog=catalog)
     names = layer_names(loaded.module)
     x = torch.zeros(1, 3, loaded.input_size, loaded.input_size)
     with torch.inference_mode():

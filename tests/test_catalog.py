@@ -104,3 +104,32 @@ def test_extract_registers_and_reuses(tmp_path: Path) -> None:
     elsewhere = extract("demo-vgg", "synthetic:n=8,classes=2", tmp_path / "b.zarr", weights="random",
                         catalog=cat_path, progress=False)
     assert elsewhere.reused and elsewhere.path == tmp_path / "a.zarr" and not (tmp_path / "b.zarr").exists()
+
+
+def test_resolve_is_the_one_way_names_become_things(tmp_path: Path, small_store: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from actstore.catalog import resolve, searched
+
+    cat = Catalog.load(tmp_path / "c.yaml")
+    cat.add("stores", "s", {"path": str(small_store), "fingerprint": "f"})
+    cat.add("models", "my-net", {"builder": "demo-vgg"})
+    assert resolve("stores", "s", cat).location == small_store  # a name: where its entry says
+    assert resolve("stores", "s", tmp_path / "c.yaml").location == small_store  # the catalog given by path
+    assert resolve("stores", str(small_store), cat).entry is None  # a path is itself
+    assert resolve("stores", "s3://bucket/x.zarr", cat).location == "s3://bucket/x.zarr"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s").mkdir()
+    assert resolve("stores", "s", cat).location == Path("s")  # a path that exists wins over a name
+    found = resolve("models", "my-net", cat)
+    assert found.entry == {"builder": "demo-vgg"} and found.source == tmp_path / "c.yaml"
+    assert resolve("models", "demo-resnet", cat).source == repo_catalog_path()  # then the project's catalog
+    assert resolve("models", "resnet152", cat).entry is None  # a built-in name: the caller checks it
+    assert searched(cat) == f"{tmp_path / 'c.yaml'} or {repo_catalog_path()}"
+    with pytest.raises(errors.CatalogError, match=r"no coreset at 'nope' \(no such file or folder\) and no "
+                                                   r"coreset named 'nope' in .*c\.yaml \(known: none\)"):
+        resolve("coresets", "nope", cat)
+    with pytest.raises(errors.ModelError, match=r"unknown model 'nope': not a model name in .*c\.yaml or .*"
+                                                r"catalog\.yaml, nor one of the built-in models: demo-resnet"):
+        from actstore.extract.models import check_model
+
+        check_model("nope", cat)

@@ -72,11 +72,12 @@ def test_info_model_lists_layers(home: Path) -> None:
     (["extract", "--model", "resnet19", "--dataset", "digits"], "unknown model 'resnet19'"),
     (["extract", "--model", "demo-vgg", "--dataset", "digits", "--layer", "conv9", "--weights", "random"],
      "no layer 'conv9'"),
-    (["extract", "--model", "demo-vgg", "--dataset", "mnist"], "unknown dataset spec 'mnist'"),  # before training
+    (["extract", "--model", "demo-vgg", "--dataset", "mnist"], "unknown dataset 'mnist'"),  # before training
     (["extract", "--model", "demo-vgg", "--dataset", "digits", "--weights", "/nope/w.pt"], "does not exist"),
     (["extract", "--model", "demo-vgg", "--dataset", "digits", "--dtype", "int8", "--weights", "random"],
      "--dtype must be float16 or float32"),
-    (["info", "/nonexistent/store.zarr"], "no activation store here"),
+    (["info", "/nonexistent/store.zarr"], "no store at '/nonexistent/store.zarr': no such file or folder"),
+    (["info", "/tmp"], "no activation store here"),
     (["info"], "give either a STORE path or --model NAME"),
     (["catalog", "show", "stores", "nope"], "no store named 'nope'"),
 ])

@@ -118,15 +118,14 @@ class ExperimentConfig:
             raise ConfigError(f"{exc} (in the config)") from None
 
     def _check_models(self, catalog: Any) -> None:
-        from ..catalog import lookup, open_catalog
-        from ..extract.models import list_models
+        from ..errors import ModelError
+        from ..extract.models import check_model
 
-        known = set(list_models())
-        cat = catalog if catalog is None or hasattr(catalog, "entries") else open_catalog(catalog)
         for m in self.models:
-            if m not in known and lookup("models", m, cat) is None:
-                raise ConfigError(f"unknown model '{m}' in the config; known: {', '.join(sorted(known))} "
-                                  "and the models of the catalog")
+            try:
+                check_model(m, catalog)
+            except ModelError as exc:
+                raise ConfigError(f"{exc} (in the config)") from None
 
     def _check_methods(self) -> None:
         from ..coresets.base import get_selector

@@ -30,10 +30,12 @@ from torch.utils.data import Dataset
 
 from ..errors import DatasetError
 
-__all__ = ["DatasetSource", "resolve_dataset", "make_transform", "DIGITS_SIZE", "DIGITS_MEAN", "DIGITS_STD",
+__all__ = ["DatasetSource", "resolve_dataset", "dataset_source", "make_transform", "DIGITS_SIZE", "DIGITS_MEAN", "DIGITS_STD",
            "digits_split", "FINGERPRINT_MODES"]
 
 FINGERPRINT_MODES = ("stat", "content")
+SPEC_KINDS = ("digits", "imagefolder", "synthetic")
+_SPEC_FORMS = "digits[:train|val], imagefolder:PATH or synthetic:n=N,classes=C,size=S,seed=K"
 
 DIGITS_SIZE = 32
 DIGITS_MEAN, DIGITS_STD = 0.3, 0.4  # of digits pixels / 16
@@ -260,5 +262,20 @@ def resolve_dataset(
         if not arg:
             raise DatasetError("imagefolder needs a path: imagefolder:/path/to/root")
         return _imagefolder(arg, transform, preprocessing or {}, fingerprint)
-    raise DatasetError(f"unknown dataset spec '{spec}'; use digits[:train|val], imagefolder:PATH or "
-                       "synthetic:n=N,classes=C,size=S,seed=K (or a dataset name from the catalog)")
+    raise DatasetError(f"unknown dataset spec '{spec}'; use {_SPEC_FORMS} (or a dataset name from the catalog)")
+
+
+def dataset_source(name: str, catalog: Any = None, *, fingerprint: str = "stat") -> DatasetSource:
+    """The dataset ``name`` means: a catalog dataset (``catalog``, then the project's catalog.yaml), checked
+    against the fingerprint the catalog records, or a spec. An unknown name says where it was looked up."""
+    from ..catalog import resolve, searched
+
+    entry = resolve("datasets", name, catalog).entry
+    if entry is None and name.partition(":")[0] not in SPEC_KINDS:
+        raise DatasetError(f"unknown dataset '{name}': not a dataset name in {searched(catalog, 'datasets')}, "
+                           f"nor a spec ({_SPEC_FORMS})")
+    source = resolve_dataset(entry["spec"] if entry else name, fingerprint=fingerprint)
+    if entry and entry.get("fingerprint") and entry["fingerprint"] != source.fingerprint:
+        raise DatasetError(f"dataset '{name}' has fingerprint {source.fingerprint} ({fingerprint} mode), but "
+                           f"the catalog records {entry['fingerprint']}: the data changed; update or remove the entry")
+    return source

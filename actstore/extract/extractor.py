@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..catalog import Catalog, lookup, open_catalog
+from ..catalog import Catalog, open_catalog
 from ..config import home
 from ..device import resolve_device
 from ..errors import DatasetError, NonFiniteError, NotOursError, StoreError, StoreExistsError
@@ -28,7 +28,7 @@ from ..store.reader import ActivationStore, open_store
 from ..store.rebase import block_input_digests
 from ..store.schema import SCHEMA_VERSION, LayerSpec, StoreSpec, choose_block_rows, provenance_key
 from ..store.writer import StoreWriter
-from .datasets import FINGERPRINT_MODES, DatasetSource, collate_rows, resolve_dataset
+from .datasets import FINGERPRINT_MODES, DatasetSource, collate_rows, dataset_source
 from .models import LoadedModel, load_model
 from .probe import _LOGITS, Probe
 
@@ -105,11 +105,7 @@ class _BlockBatches(Sampler[list[int]]):
 
 def _resolve_source(dataset: str, catalog: Catalog, fingerprint: str = "stat") -> DatasetSource:
     """The dataset by catalog name or spec; checked before any model is built or trained."""
-    entry = lookup("datasets", dataset, catalog)
-    source = resolve_dataset(entry["spec"] if entry else dataset, fingerprint=fingerprint)
-    if entry and entry.get("fingerprint") and entry["fingerprint"] != source.fingerprint:
-        raise DatasetError(f"dataset '{dataset}' has fingerprint {source.fingerprint} ({fingerprint} mode), but "
-                           f"the catalog records {entry['fingerprint']}: the data changed; update or remove the entry")
+    source = dataset_source(dataset, catalog, fingerprint=fingerprint)
     if source.n == 0:
         raise DatasetError(f"dataset '{dataset}' has no samples")
     return source

@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import LayerError, ModelError, WeightsError
 
 __all__ = ["LoadedModel", "ModelSpec", "register_model", "registered_models", "build_model", "load_model",
-           "list_models", "layer_names", "valid_layers", "layer_node", "file_sha256", "IMAGENET_MEAN",
+           "check_model", "list_models", "layer_names", "valid_layers", "layer_node", "file_sha256", "IMAGENET_MEAN",
            "IMAGENET_STD", "ENTRY_POINTS"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -180,22 +180,33 @@ def build_model(builder: str, num_classes: int) -> nn.Module:
 
 def _resolve_name(name: str, weights: str | None, num_classes: int | None, catalog: Any
                   ) -> tuple[str, str | None, int | None]:
-    from ..catalog import lookup
+    """The builder, weights and class count ``name`` means: a catalog model (the given catalog, then the
+    project's), else a built-in model; an unknown name is an error that says where it was looked up."""
+    from ..catalog import resolve, searched
 
-    entry = lookup("models", name, catalog)
-    if entry is not None:
-        return entry["builder"], weights or entry.get("weights"), num_classes or entry.get("num_classes")
-    return name, weights, num_classes
-
-
-def _check_known(name: str, builder: str) -> None:
+    found = resolve("models", name, catalog)
+    entry = found.entry
+    builder = entry["builder"] if entry is not None else name
     known = list_models()
     if builder not in known:
         import difflib
 
         close = difflib.get_close_matches(builder, known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ModelError(f"unknown model '{name}'{hint} Known: {', '.join(known)}")
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        builtin = f"built-in models: {', '.join(known)}"
+        if entry is not None:
+            raise ModelError(f"model '{name}' in {found.source} has builder '{builder}'{hint}, which is not one of "
+                             f"the {builtin}")
+        raise ModelError(f"unknown model '{name}'{hint}: not a model name in {searched(catalog)}, nor one of the "
+                         f"{builtin}")
+    if entry is None:
+        return name, weights, num_classes
+    return builder, weights or entry.get("weights"), num_classes or entry.get("num_classes")
+
+
+def check_model(name: str, catalog: Any = None) -> None:
+    """Raise :class:`ModelError` (saying where it looked) unless ``name`` is a catalog or built-in model."""
+    _resolve_name(name, None, None, catalog)
 
 
 @dataclass
@@ -260,7 +271,6 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
     (``IMAGENET1K_V1``, ``ResNet18_Weights.IMAGENET1K_V1``).
     """
     builder, weights, num_classes = _resolve_name(name, weights, num_classes, catalog)
-    _check_known(name, builder)
     spec = registered_models().get(builder)
     built = _weights(name, builder, weights, num_classes)
     built.module.eval()
