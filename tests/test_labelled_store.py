@@ -210,3 +210,24 @@ def test_a_relaid_out_store_is_a_fresh_one_coordinates_included(tmp_path: Path) 
         assert a[name].metadata.to_dict() == b[name].metadata.to_dict(), name
         np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)
     np.testing.assert_array_equal(actstore.open_dataset(out)["sample"].values, open_store(out).sample_ids)
+
+
+def test_the_entry_points_open_a_store_at_a_url(tmp_path: Path) -> None:
+    import uuid
+
+    import fsspec
+
+    from actstore.location import upload
+
+    path = write_synthetic_store(tmp_path / "s.zarr", classes=2, rows_per_class=3, channels=4, unit_layers=[2])
+    url = f"memory://labelled-{uuid.uuid4().hex[:8]}/s.zarr"
+    upload(path, url)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            units = actstore.open_dataset(url, group="units")
+            tree = actstore.open_datatree(url)
+        assert units["layer_name"].values.tolist() == ["synthetic.relu_0"] * 2
+        assert tree["samples"]["class_name"].values.tolist() == ["c0"] * 3 + ["c1"] * 3
+    finally:
+        fsspec.filesystem("memory").rm(url[len("memory://"):].split("/")[0], recursive=True)
