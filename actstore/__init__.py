@@ -20,6 +20,8 @@ _EXPORTS = {
     "open_store": "actstore.store.reader",
     "ActivationStore": "actstore.store.reader",
     "verify_store": "actstore.store.verify",
+    "open_dataset": "actstore.store.labelled",  # xarray, after checking the store's schema version
+    "open_datatree": "actstore.store.labelled",
     "select": "actstore.coresets.select",
     "select_many": "actstore.coresets.select",
     "save_coreset": "actstore.coresets.select",

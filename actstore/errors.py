@@ -17,6 +17,7 @@ __all__ = [
     "StoreLockedError",
     "StoreIncompleteError",
     "StoreCorruptError",
+    "StoreSchemaError",
     "OutputNotWritableError",
     "SelectionError",
     "InterpretError",
@@ -78,6 +79,11 @@ class StoreIncompleteError(StoreError):
 
 class StoreCorruptError(StoreError):
     """Chunks are missing or unreadable, or the schema does not match."""
+
+
+class StoreSchemaError(StoreError):
+    """The store was written with a layout (schema version) this reader does not take: an older one, to be
+    re-extracted, or a newer one, needing a newer actstore."""
 
 
 class OutputNotWritableError(ActstoreError, OSError):

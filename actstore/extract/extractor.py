@@ -273,8 +273,11 @@ def find_reusable(plan: ExtractPlan, cat: Catalog) -> Location | None:
             raise NotOursError(f"{target} holds {describe(target)}, not an actstore store; actstore never replaces "
                                "what it did not make (not even with --overwrite): choose another --out or move it away")
         if not overwrite:
-            raise StoreExistsError(f"{target} already holds a store with other provenance (key {found}); pass "
-                                   "--overwrite to replace it (the old one is kept until the new one is complete)")
+            old = (root_attrs(target) or {}).get("schema_version")
+            what = (f"a store of schema version {old}, older than this actstore's {SCHEMA_VERSION}"
+                    if isinstance(old, int) and old < SCHEMA_VERSION else "a store with other provenance")
+            raise StoreExistsError(f"{target} already holds {what} (key {found}); pass --overwrite to replace it "
+                                   "(the old one is kept until the new one is complete)")
         require_store(target, "replaces")
         return None
     name = cat.find("stores", key=key)

@@ -12,6 +12,7 @@ import zarr
 
 from ..errors import StoreCorruptError, StoreError, StoreIncompleteError
 from ..location import Location, exists, join, location, zarr_store
+from .schema import check_schema
 from .writer import partial_path
 
 __all__ = ["ActivationStore", "open_store", "read_provenance"]
@@ -30,7 +31,7 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
             )
         raise StoreError(f"{loc}: no activation store here (no zarr.json)")
     try:
-        group = zarr.open_group(zarr_store(loc), mode="r")
+        group = zarr.open_group(zarr_store(loc), mode="r", use_consolidated=False)
     except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad metadata
         raise StoreCorruptError(f"{loc}: unreadable store metadata ({exc})") from None
     attrs = group.attrs.get("actstore")
@@ -46,9 +47,10 @@ def _open_checked(loc: Location, attrs: dict[str, Any]) -> zarr.Group:
     from .digests import block_arrays, checking_store, load_digests
 
     base = zarr_store(loc)
-    table = load_digests(zarr.open_group(base, mode="r"))
+    # the nodes' own metadata, not the consolidated copy in the root (written for xarray): what is on disk
+    table = load_digests(zarr.open_group(base, mode="r", use_consolidated=False))
     arrays = block_arrays(list(attrs.get("layers") or {}), bool(attrs.get("units")))
-    return zarr.open_group(checking_store(base, table, arrays, str(loc)), mode="r")
+    return zarr.open_group(checking_store(base, table, arrays, str(loc)), mode="r", use_consolidated=False)
 
 
 class ActivationStore:
@@ -79,6 +81,11 @@ class ActivationStore:
     @property
     def n_rows(self) -> int:
         return int(self.group["samples/ids"].shape[0])
+
+    @property
+    def schema_version(self) -> int:
+        """The layout version the store was written with (see :mod:`actstore.store.schema`)."""
+        return int(self.provenance["schema_version"])
 
     @property
     def fingerprint(self) -> str:
@@ -129,9 +136,12 @@ class ActivationStore:
     def unit_table(self) -> list[tuple[str, int]]:
         """(relu call name, channel) of each VEBI unit, in ``units/energy`` column order."""
         self._require_units()
-        names = self.group["units/table/layer"][:]
-        channels = self.group["units/table/channel"][:]
-        return [(str(n), int(c)) for n, c in zip(names, channels, strict=True)]
+        layer = self.array("units/table/layer")
+        channels = self.array("units/table/channel")[:]
+        if np.dtype(layer.dtype).kind in "iu":  # schema 2: codes into the names attribute
+            names = list(layer.attrs["names"])
+            return [(str(names[int(k)]), int(c)) for k, c in zip(layer[:], channels, strict=True)]
+        return [(str(n), int(c)) for n, c in zip(layer[:], channels, strict=True)]  # schema 1: strings
 
     # -- activations (lazy) ------------------------------------------------------
     def array(self, path: str) -> zarr.Array:
@@ -206,10 +216,12 @@ class ActivationStore:
 
 
 def open_store(path: str | os.PathLike[str]) -> ActivationStore:
-    """Open a finished activation store for reading (its provenance checked: a store, and complete)."""
+    """Open a finished activation store for reading (its provenance checked: a store, complete, and of a
+    schema version this actstore reads: the current one or the one before it)."""
     loc = location(path)
     provenance = read_provenance(loc)
     status = provenance.get("status")
     if status != "complete":
         raise StoreIncompleteError(f"{loc}: store status is '{status}', not 'complete'")
+    check_schema(provenance, str(loc))  # the current layout and the one before it; refused: older or newer
     return ActivationStore(loc, provenance, _open_checked(loc, provenance))

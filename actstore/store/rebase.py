@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from .coords import write_coordinates
 from .digests import DIGESTS, NONFINITE
 from .schema import StoreSpec
 
@@ -68,6 +69,7 @@ def rebase(group: zarr.Group, spec: StoreSpec, attrs: dict[str, Any], recorded: 
     group["samples/ids"].with_config(every_chunk)[:] = spec.sample_ids
     group["samples/labels"].with_config(every_chunk)[:] = spec.labels
     group["samples/class_offsets"].with_config(every_chunk)[:] = spec.class_offsets()
+    write_coordinates(group, spec)  # each group's copies of the ids and labels (schema 2)
     group["progress/done"].resize((nb,))
     group["progress/done"][:] = keep
     for table in (DIGESTS, NONFINITE):

@@ -1,7 +1,19 @@
 """The activation store's layout: array paths, dtypes, chunking and codecs (see DESIGN.md).
 
-Every array is chunked along the sample axis only, with the same ``block_rows`` rows per chunk,
-so one ledger block is exactly one chunk of every per-row array and has a single writer.
+Every per-row data array is chunked along the sample axis only, with the same ``block_rows`` rows per
+chunk, so one ledger block is exactly one chunk of every per-row array and has a single writer.
+
+Schema versions (``schema_version`` in the provenance):
+
+1. the first layout: dimensions ``row``/``height``/``width``; ``units/table/layer`` a string array.
+2. every array holds numbers, so every zarr v3 reader reads it (tensorstore has no string type):
+   ``units/table/layer`` is an int32 code into the names in its ``names`` attribute. Dimensions are
+   named ``sample``, ``y``, ``x``, ``channel``, ``unit``, ``logit``, and each group with per-sample data
+   holds its own coordinates (:mod:`actstore.store.coords`), so xarray labels it. Consolidated metadata
+   is written once, when the store is finished.
+
+:func:`actstore.open_store` reads both; the xarray entry points (:mod:`actstore.store.labelled`)
+need version 2.
 """
 
 from __future__ import annotations
@@ -13,8 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import StoreSchemaError
+
 __all__ = [
     "SCHEMA_VERSION",
+    "OLDEST_READABLE",
+    "DIMS",
+    "sample_groups",
+    "check_schema",
     "StoreSpec",
     "LayerSpec",
     "provenance_key",
@@ -22,7 +40,12 @@ __all__ = [
     "codecs_for",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+OLDEST_READABLE = 1  # the oldest layout open_store still reads
+# dimension names, by axis: what xarray (and any reader of zarr v3 ``dimension_names``) labels the axes with
+DIMS = {"ids": ("sample",), "logits": ("sample", "logit"), "maps": ("sample", "y", "x", "channel"),
+        "pooled": ("sample", "channel"), "energy": ("sample", "unit"), "unit": ("unit",),
+        "class_offsets": ("class_edge",)}
 TARGET_CHUNK_BYTES = 8 * 2**20  # ~8 MB of the widest per-row array; DESIGN asks for 1-64 MB
 
 
@@ -106,3 +129,26 @@ def provenance_key(fields: dict[str, Any]) -> str:
     """A short content hash of what determines a store's numbers (not where or when it was made)."""
     blob = json.dumps(fields, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def sample_groups(layers: list[str], units: bool) -> list[str]:
+    """The groups holding per-sample data (each carries its own ``sample`` and ``label`` coordinates)."""
+    return ["samples", *[f"layers/{name}" for name in layers], *(["units"] if units else [])]
+
+
+def check_schema(attrs: dict[str, Any], where: str, oldest: int = OLDEST_READABLE, need: str = "") -> int:
+    """The store's schema version, if this reader takes it (``oldest``..SCHEMA_VERSION); else a one-line
+    :class:`StoreSchemaError` naming the version and the fix (``need``: why an older one is not enough)."""
+    version = attrs.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise StoreSchemaError(f"{where}: the store records no valid schema version ({version!r}); "
+                               "re-extract it with this actstore (actstore extract ... --overwrite)")
+    if version > SCHEMA_VERSION:
+        reads = f"versions {oldest}-{SCHEMA_VERSION}" if oldest < SCHEMA_VERSION else f"version {SCHEMA_VERSION}"
+        raise StoreSchemaError(f"{where}: store schema version {version} was written by a newer actstore (this "
+                               f"one reads {reads}); upgrade actstore to read it")
+    if version < oldest:
+        why = f" ({need})" if need else ""
+        raise StoreSchemaError(f"{where}: store schema version {version} is older than version {oldest}{why}; "
+                               "re-extract it with this actstore (actstore extract ... --overwrite)")
+    return version

@@ -1,6 +1,7 @@
 """Check a store chunk by chunk: ledger complete, schema as recorded, every chunk present, in its place
 (its digest is the one the ledger recorded for that block) and decodable, and no NaN/Inf that the
-provenance does not record."""
+provenance does not record; for a schema 2 store also its coordinates (equal to the arrays they copy)
+and its consolidated metadata (present, and equal to every node's own)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from zarr.core.sync import sync
 
 from ..errors import ActstoreError
 from ..location import location, zarr_store
+from .consolidated import consolidated_problems
+from .coords import coordinate_problems
 from .digests import NONFINITE, chunk_problem, load_digests
 from .reader import read_provenance
+from .schema import DIMS, SCHEMA_VERSION, check_schema, sample_groups
 from .writer import partial_path
 
 __all__ = ["VerifyReport", "verify_store"]
@@ -34,21 +38,35 @@ class VerifyReport:
 
 
 _LEDGER_PREFIXES = ("samples/logits", "layers/", "units/energy")
+Expected = dict[str, tuple[tuple[int, ...], str, tuple[str, ...] | None]]
 
 
-def _expected(attrs: dict) -> dict[str, tuple[tuple[int, ...], str]]:
+def _expected(attrs: dict, version: int) -> Expected:
+    """Path -> (shape, dtype, dimension names: None where version 1 did not fix them) of every array."""
     n = int(attrs["dataset"]["n_rows"])
-    out = {
-        "samples/ids": ((n,), "int64"),
-        "samples/labels": ((n,), "int32"),
-        "samples/class_offsets": ((len(attrs["classes"]) + 1,), "int64"),
-        "samples/logits": ((n, int(attrs["n_logits"])), "float32"),
+    named = version >= 2
+
+    def dims(key: str) -> tuple[str, ...] | None:
+        return DIMS[key] if named else None
+
+    out: Expected = {
+        "samples/ids": ((n,), "int64", dims("ids")),
+        "samples/labels": ((n,), "int32", dims("ids")),
+        "samples/class_offsets": ((len(attrs["classes"]) + 1,), "int64", dims("class_offsets")),
+        "samples/logits": ((n, int(attrs["n_logits"])), "float32", dims("logits")),
     }
     for name, shape in attrs.get("layers", {}).items():
-        out[f"layers/{name}/maps"] = ((n, *shape), attrs["dtype"])
-        out[f"layers/{name}/pooled"] = ((n, shape[-1]), "float32")
-    if attrs.get("units"):
-        out["units/energy"] = ((n, int(attrs["units"]["n_units"])), "float32")
+        out[f"layers/{name}/maps"] = ((n, *shape), attrs["dtype"], dims("maps"))
+        out[f"layers/{name}/pooled"] = ((n, shape[-1]), "float32", dims("pooled"))
+    units = attrs.get("units")
+    if units:
+        out["units/energy"] = ((n, int(units["n_units"])), "float32", dims("energy"))
+    if named:
+        for group in sample_groups(list(attrs.get("layers", {})), bool(units)):
+            out[f"{group}/sample"] = ((n,), "int64", DIMS["ids"])
+            out[f"{group}/label"] = ((n,), "int32", DIMS["ids"])
+        for path in (["units/table/layer", "units/table/channel", "units/layer", "units/channel"] if units else []):
+            out[path] = ((int(units["n_units"]),), "int32", DIMS["unit"])
     return out
 
 
@@ -62,10 +80,12 @@ def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
     try:
         attrs = read_provenance(target) if target == path else dict(
             zarr.open_group(str(target), mode="r").attrs["actstore"])
+        version = _version(attrs, str(target), report)
     except ActstoreError as exc:
         report.problems.append(str(exc))
         return report
-    group = zarr.open_group(zarr_store(target) if target == path else str(target), mode="r")
+    store = zarr_store(target) if target == path else str(target)
+    group = zarr.open_group(store, mode="r", use_consolidated=False)  # what is on disk, not a copy of it
     if attrs.get("status") != "complete":
         report.problems.append(f"status is '{attrs.get('status')}', not 'complete'")
     try:
@@ -75,7 +95,27 @@ def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
         return report
     if not done.all():
         report.problems.append(f"progress/done: {int((~done).sum())} of {done.size} blocks not written")
+    _check_arrays(group, attrs, version, done, report)
+    if version >= 2:
+        report.problems += coordinate_problems(group, attrs)
+        if attrs.get("status") == "complete":
+            report.problems += consolidated_problems(store)
+    return report
 
+
+def _version(attrs: dict, where: str, report: VerifyReport) -> int:
+    """The store's schema version (a newer one, or none, is an error); an older one readable is a note."""
+    version = check_schema(attrs, where)
+    if version < SCHEMA_VERSION:
+        report.notes.append(f"schema version {version}: actstore reads it, but labelled xarray access (dimension "
+                            f"names, coordinates, consolidated metadata) needs version {SCHEMA_VERSION}: re-extract "
+                            "the store to get it")
+    return version
+
+
+def _check_arrays(group: zarr.Group, attrs: dict, version: int, done: np.ndarray, report: VerifyReport) -> None:
+    """Every array of the layout: shape, dtype and dimension names as the schema says; every chunk present,
+    in place and decodable; NaN/Inf as recorded."""
     try:
         digests = load_digests(group)
     except ActstoreError as exc:
@@ -84,7 +124,7 @@ def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
     if not digests and not report.problems:
         report.notes.append("no per-block digests (a store written before they existed): chunk positions unchecked")
     recorded = _recorded_nonfinite(attrs, group, done)
-    for name, (shape, dtype) in _expected(attrs).items():
+    for name, (shape, dtype, dims) in _expected(attrs, version).items():
         try:
             arr = group[name]
         except KeyError:
@@ -94,9 +134,10 @@ def verify_store(path: str | os.PathLike[str]) -> VerifyReport:
             report.problems.append(
                 f"{name}: shape {tuple(arr.shape)} dtype {arr.dtype}, schema says {tuple(shape)} {dtype}")
             continue
+        if dims is not None and tuple(arr.metadata.dimension_names or ()) != dims:
+            report.problems.append(f"{name}: dimension names {arr.metadata.dimension_names}, schema says {dims}")
         bad = _check_chunks(arr, done if name.startswith(_LEDGER_PREFIXES) else None, digests.get(name), report)
         _judge_nonfinite(name, bad, recorded.get(name, 0), report)
-    return report
 
 
 def _recorded_nonfinite(attrs: dict, group: zarr.Group, done: np.ndarray) -> dict[str, int]:

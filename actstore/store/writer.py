@@ -23,15 +23,20 @@ from ..atomic import os_error
 from ..errors import (ActstoreError, NonFiniteError, OutputNotWritableError, StoreExistsError,
                       StoreIncompleteError)
 from ..ownership import check_partial, require_store, root_attrs
+from .consolidated import consolidate
+from .coords import coordinates_attr, label_attrs, write_coordinates
 from .digests import DIGESTS, NONFINITE, block_arrays, recording_store
 from .lock import WriterLock
 from .rebase import INPUTS, can_rebase, rebase
-from .schema import SCHEMA_VERSION, StoreSpec, codecs_for
+from .schema import DIMS, SCHEMA_VERSION, StoreSpec, codecs_for
 
 __all__ = ["StoreWriter", "partial_path"]
 
 _NO_EMPTY_SKIP = {"write_empty_chunks": True}  # every done block has a chunk file: verify can count them
 _LEDGER_CHUNK = 1024  # blocks per chunk of the digest and non-finite tables (readers load them whole)
+_COMMENT = ("an actstore activation store: open it with xarray.open_datatree(PATH, engine='zarr'), or one group with "
+            "xarray.open_zarr(PATH, group='layers/<layer>' | 'samples' | 'units'); actstore.open_datatree and "
+            "actstore.open_dataset also check its schema version and add class and layer names")
 
 
 def partial_path(path: Path) -> Path:
@@ -99,7 +104,8 @@ class StoreWriter:
         from zarr.storage import LocalStore
 
         self._recorder = recording_store(LocalStore(self.partial))
-        return zarr.open_group(store=self._recorder, mode=mode, **kwargs)
+        # never the consolidated copy: a partial store's metadata changes (resize, attributes) until it is finished
+        return zarr.open_group(store=self._recorder, mode=mode, use_consolidated=False, **kwargs)
 
     def _open_or_create(self) -> None:
         check_partial(self.partial)  # never clears what is not an actstore extraction
@@ -130,37 +136,37 @@ class StoreWriter:
 
     def _create(self) -> zarr.Group:
         spec = self.spec
-        n, b = spec.n_rows, spec.block_rows
         attrs = {**self.provenance, "schema_version": SCHEMA_VERSION, "status": "incomplete",
-                 "layout_complete": False, "block_rows": b, "classes": spec.class_names}
-        group = self._open_group("w", attributes={"actstore": attrs})
-
-        def array(path: str, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...],
-                  dims: tuple[str, ...]) -> zarr.Array:
-            codecs = codecs_for(dtype) if dtype is not str else {}
-            return group.create_array(path, shape=shape, dtype=dtype, chunks=chunks, dimension_names=dims,
-                                      config=_NO_EMPTY_SKIP, **codecs)
-
-        array("samples/ids", (n,), "int64", (b,), ("row",))[:] = spec.sample_ids
-        array("samples/labels", (n,), "int32", (b,), ("row",))[:] = spec.labels
-        offsets = spec.class_offsets()
-        array("samples/class_offsets", offsets.shape, "int64", offsets.shape, ("class_edge",))[:] = offsets
-        array("samples/logits", (n, spec.n_logits), "float32", (b, spec.n_logits), ("row", "logit"))
-        for layer in spec.layers:
-            array(f"layers/{layer.name}/maps", (n, *layer.shape), spec.maps_dtype, (b, *layer.shape),
-                  ("row", "height", "width", "channel"))
-            array(f"layers/{layer.name}/pooled", (n, layer.channels), "float32", (b, layer.channels),
-                  ("row", "channel"))
-        if spec.unit_layers:
-            p = spec.n_units
-            array("units/energy", (n, p), "float32", (b, p), ("row", "unit"))
-            names = [name for name, c in spec.unit_layers for _ in range(c)]
-            channels = np.concatenate([np.arange(c) for _, c in spec.unit_layers]).astype(np.int32)
-            array("units/table/layer", (p,), str, (p,), ("unit",))[:] = np.array(names)
-            array("units/table/channel", (p,), "int32", (p,), ("unit",))[:] = channels
+                 "layout_complete": False, "block_rows": spec.block_rows, "classes": spec.class_names}
+        group = self._open_group("w", attributes={"actstore": attrs, "comment": _COMMENT})
+        self._create_arrays(group)
+        write_coordinates(group, spec)
         self._create_ledger(group)
         group.attrs["actstore"] = {**attrs, "layout_complete": True}
         return group
+
+    def _create_arrays(self, group: zarr.Group) -> None:
+        """The data arrays (schema 2): per-row ones chunked by ledger block, dimensions named, labelled."""
+        spec = self.spec
+        n, b = spec.n_rows, spec.block_rows
+
+        def array(path: str, shape: tuple[int, ...], dtype: str, dims: str, **attributes: Any) -> zarr.Array:
+            chunks = (b, *shape[1:]) if dims != "class_offsets" else shape
+            return group.create_array(path, shape=shape, dtype=dtype, chunks=chunks, dimension_names=DIMS[dims],
+                                      attributes=attributes or None, config=_NO_EMPTY_SKIP, **codecs_for(dtype))
+
+        per_sample = coordinates_attr("samples")
+        array("samples/ids", (n,), "int64", "ids", **per_sample)[:] = spec.sample_ids
+        array("samples/labels", (n,), "int32", "ids", **per_sample, **label_attrs(spec.class_names))[:] = spec.labels
+        offsets = spec.class_offsets()
+        array("samples/class_offsets", offsets.shape, "int64", "class_offsets")[:] = offsets
+        array("samples/logits", (n, spec.n_logits), "float32", "logits", **per_sample)
+        for layer in spec.layers:
+            labelled = coordinates_attr(f"layers/{layer.name}")
+            array(f"layers/{layer.name}/maps", (n, *layer.shape), spec.maps_dtype, "maps", **labelled)
+            array(f"layers/{layer.name}/pooled", (n, layer.channels), "float32", "pooled", **labelled)
+        if spec.unit_layers:
+            array("units/energy", (n, spec.n_units), "float32", "energy", **coordinates_attr("units"))
 
     def _create_ledger(self, group: zarr.Group) -> None:
         """``progress/done``, and the per-block digest and non-finite tables (columns: :attr:`columns`)."""
@@ -258,6 +264,7 @@ class StoreWriter:
             self.group.attrs["actstore"] = attrs
             for stray in self.partial.rglob("*.partial"):  # zarr's temp files of writes killed mid-way
                 stray.unlink()
+            consolidate(self._recorder)  # last metadata write: the store is complete and never changes again
             self._publish()
         except OSError as exc:
             if isinstance(exc, ActstoreError):
