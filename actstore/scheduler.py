@@ -17,7 +17,8 @@ from typing import Any
 
 from .errors import SchedulerError
 
-__all__ = ["SchedulerError", "LOCAL_SCHEDULERS", "check_scheduler", "dask_compute", "connect"]
+__all__ = ["SchedulerError", "LOCAL_SCHEDULERS", "check_scheduler", "dask_compute", "connect", "local_cores",
+           "map_one_thread_each"]
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 CONNECT_TIMEOUT_S = 10.0
@@ -31,6 +32,32 @@ def check_scheduler(scheduler: str | None) -> str | None:
         return scheduler
     raise SchedulerError(f"unknown scheduler '{scheduler}'; use {', '.join(LOCAL_SCHEDULERS)} or the address "
                          "of a distributed scheduler (tcp://host:8786)")
+
+
+def local_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def map_one_thread_each(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], workers: int) -> list[Any]:
+    """``[fn(*args) for args in calls]`` on ``workers`` threads, in order, with BLAS on one thread each:
+    for independent compiled (GIL-free) work such as per-class fits, which then do not compete for cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    if workers <= 1 or len(calls) <= 1:
+        return [fn(*args) for args in calls]
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(fn, *args) for args in calls]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 @contextmanager

@@ -94,6 +94,10 @@ def test_plateau_rule():
     assert not plateau(list(np.linspace(5, 1, 20)), 1e-2)  # still falling
     assert not plateau([1.0], 1e-2)  # too short to tell
     assert plateau([*np.linspace(5, 1, 16), 1.0, 1.0, 1.0, 1.0], 1e-2)  # the last two steps against the two before
+    # An epoch's short last batch (2 rows here) weighs what its rows weigh, not what a full batch does.
+    losses, rows = [1.0] * 19 + [1.5], [64] * 19 + [2]
+    assert not plateau(losses, 2e-2) and plateau(losses, 2e-2, rows)
+    assert abs(np.average(losses[-2:], weights=rows[-2:]) - (64 + 3) / 66) < 1e-12
 
 
 def test_fit_leaves_the_global_torch_rng_and_the_head_alone():

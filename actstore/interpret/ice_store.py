@@ -1,13 +1,15 @@
 """ICE on a store: per class, NMF of the maps of the class's rows (all, or a coreset's), read once per
-class for every target; classes larger than ``memory_limit`` are fitted from streamed row blocks.
+class for every target, the classes in parallel on the local cores (one BLAS thread each); a class
+larger than its share of ``memory_limit`` is fitted from streamed row blocks.
 
 Z is the class's maps projected on its own components (codes by NNLS, then back); the accuracy
 evaluation puts Z through the head (reference §2.3). Deterministic where the initialisation's SVD
-is exact (D <= 512); above, the randomised SVD draws from ``random_state``.
+is exact (D <= ``EXACT_SVD_MAX_D``, 1024); above, the randomised SVD draws from ``random_state``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, ClassVar
@@ -16,7 +18,7 @@ import numpy as np
 
 from ..errors import InterpretError
 from ..params import Integral, Interval
-from ..scheduler import dask_compute
+from ..scheduler import dask_compute, local_cores, map_one_thread_each
 from ..store.reader import ActivationStore, open_store
 from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, make_features, no_progress, register,
                    rows_of, spatial_maps)
@@ -35,6 +37,16 @@ def _class_blocks(arr: Any, rows: np.ndarray, d: int, rows_per_block: int) -> An
         for i in range(0, len(rows), rows_per_block):
             yield np.asarray(arr.oindex[rows[i:i + rows_per_block]], np.float32).reshape(-1, d)
     return blocks
+
+
+def _serialised(progress: Callable[..., None]) -> Callable[..., None]:
+    """``progress`` callable from several threads."""
+    lock = threading.Lock()
+
+    def tick(*args: Any, **kwargs: Any) -> None:
+        with lock:
+            progress(*args, **kwargs)
+    return tick
 
 
 def _fit_one(store: ActivationStore, arr: Any, c: int, rows: np.ndarray, shared: np.ndarray | None,
@@ -107,16 +119,19 @@ class ICEInterpreter(Interpreter):
 
     def fit(self, store: ActivationStore, targets: list[Target], *, layer: str | None, scheduler: str | None,
             params: dict[str, Any], progress: Callable[..., None] = no_progress) -> list[Features]:
-        """Per class and target; a class's maps are read once for all targets. With ``scheduler``, groups of
-        classes are Dask tasks."""
+        """Per class and target; a class's maps are read once for all targets. Classes are fitted in
+        parallel on the local cores (or, with ``scheduler``, as Dask tasks of class groups)."""
         layer, arr = spatial_maps(store, layer, "ICE")
         ice_params = self.estimator_params(params)
         n_classes = len(store.classes)
         per_class = [[rows_of(store, t, c) for t in targets] for c in range(n_classes)]
         t0 = time.perf_counter()
-        if scheduler is None:
-            results = [(c, _fit_class(store, arr, c, per_class[c], ice_params, params["memory_limit"], progress))
-                       for c in range(n_classes)]
+        if scheduler is None:  # classes on the local cores, one thread each; memory_limit is their total
+            workers = min(local_cores(), n_classes)
+            tick = _serialised(progress)
+            calls = [(store, arr, c, per_class[c], ice_params, params["memory_limit"] // workers, tick)
+                     for c in range(n_classes)]
+            results = list(enumerate(map_one_thread_each(_fit_class, calls, workers)))
         else:
             from ..coresets.select import class_groups
 
@@ -166,10 +181,13 @@ class ICEInterpreter(Interpreter):
 
     def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
                  ) -> tuple[float, float, float]:
-        """HALS iterations x (rows · H · W) x D x k per class and target; one class's maps in memory."""
+        """HALS iterations x (rows · H · W) x D x k per class and target, the classes shared among the
+        local cores; one class's maps in memory per core."""
         hw, d, k = shapes.height * shapes.width, shapes.channels, params["n_components"]
+        workers = min(local_cores(), len(shapes.class_rows))
         seconds = sum(ICE_ITERATIONS * costs["ice_s_per_elem_iter"] * n * hw * d * k for rows in targets for n in rows)
-        peak = 4 * max(shapes.class_rows) * hw * d * 2 / 2**20
+        peak = workers * 4 * max(shapes.class_rows) * hw * d * 2 / 2**20
+        seconds /= workers
         return seconds, peak, len(targets) * 4 * k * d * len(shapes.class_rows) / 2**20
 
     def eval_cost(self, shapes: Shapes, val_rows: list[int], n_targets: int, params: dict[str, Any],

@@ -20,7 +20,8 @@ full data gets in ``epochs`` epochs).
 
 Convergence (a plateau rule on the training loss): with w = ⌈10 %⌉ of the steps taken, the fit has
 converged when the mean loss of the last w steps differs from the mean of the w steps before by at
-most ``tol`` · max(1, |that mean|).
+most ``tol`` · max(1, |that mean|). The means are over rows (each step's loss weighted by its batch's
+rows), so the short last batch of an epoch over a small coreset does not pass for a trend.
 """
 
 from __future__ import annotations
@@ -97,12 +98,15 @@ def _as_maps(X: Any) -> np.ndarray:
     return A
 
 
-def plateau(losses: list[float], tol: float) -> bool:
-    """The module's plateau rule: the last ⌈10 %⌉ of the steps' mean loss is within ``tol`` of the mean before."""
+def plateau(losses: list[float], tol: float, rows: list[int] | None = None) -> bool:
+    """The module's plateau rule: the last ⌈10 %⌉ of the steps' mean loss is within ``tol`` of the mean
+    before, each step weighted by its batch's ``rows`` (equal weights when not given)."""
     w = max(1, -(-len(losses) // 10))
     if len(losses) < 2 * w:
         return False
-    last, before = float(np.mean(losses[-w:])), float(np.mean(losses[-2 * w:-w]))
+    weights = np.ones(len(losses)) if rows is None else np.asarray(rows, np.float64)
+    last = float(np.average(losses[-w:], weights=weights[-w:]))
+    before = float(np.average(losses[-2 * w:-w], weights=weights[-2 * w:-w]))
     return abs(last - before) <= tol * max(1.0, abs(before))
 
 
@@ -126,7 +130,8 @@ class TopicModel(BaseEstimator):
     """``fit(X, y)`` (maps (N, H, W, C), labels) or ``fit_batches(batches, channels)``: learn topics through the
     frozen ``head`` (channels-last maps -> logits). Fitted: ``topics_`` (C x m', column-normalised, after
     dropping near-duplicates), ``g_`` (W₁, W₂), ``kept_`` (indices of the kept topics), ``history_`` (per
-    epoch), ``n_iter_`` (optimiser steps), ``converged_`` (the plateau rule), ``n_features_in_`` (C).
+    epoch), ``loss_curve_`` and ``batch_rows_`` (per step: the loss, the batch's rows), ``n_iter_``
+    (optimiser steps), ``converged_`` (the plateau rule), ``n_features_in_`` (C).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -198,6 +203,7 @@ class TopicModel(BaseEstimator):
                       torch.Generator().manual_seed(int(self.random_state))).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         losses: list[float] = []
+        self.batch_rows_: list[int] = []
         self.history_: list[dict[str, float]] = []
         budget = self.steps if self.training == "steps" else None
         with _frozen(self.head, dev) as head:
@@ -207,7 +213,8 @@ class TopicModel(BaseEstimator):
                 epoch += 1
         self.n_iter_ = len(losses)
         self.loss_curve_ = np.asarray(losses)
-        self.converged_ = plateau(losses, self.tol)
+        self.batch_rows_ = np.asarray(self.batch_rows_, np.int64)
+        self.converged_ = plateau(losses, self.tol, self.batch_rows_)
         self.n_features_in_ = int(channels)
         self._keep(net.cpu())
         return self
@@ -235,6 +242,7 @@ class TopicModel(BaseEstimator):
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            self.batch_rows_.append(len(y))
             if on_step is not None:
                 on_step()
             total += losses[-1] * len(y)
