@@ -120,3 +120,22 @@ def test_the_page_as_a_person_sees_it_in_chromium(results, tmp_path):
         assert img["shown"] >= 0.8 * img["natural"], img  # legible: no figure shrunk below 80 %
         assert img["caption"] > 40, img  # every figure says what it shows
     assert (tmp_path / "shot.png").stat().st_size > 10_000
+
+
+def _row(selector, rate, phi, floor=0.0, interpreter="topic"):
+    return {"model": "m", "interpreter": interpreter, "selector": selector, "rate": rate, "seed": 0, "class": "c",
+            "alpha": 1.0, "phi": phi, "phi_floor": floor, "phi_layers": 1, "units": 3.0}
+
+
+def test_phi_below_the_floor_and_exact_zeros_are_said_in_words():
+    """A Φ under the interpreter's own seed-to-seed variation, or exactly 0, must not read as a small, good number."""
+    from actstore.report.narrative import findings
+    from actstore.report.tables import robustness_table
+
+    rows = [_row("full", 1.0, 0.0, floor=0.4), _row("random", 0.1, 0.2), _row("random", 0.5, 0.1)]
+    text = " ".join(findings(rows, robustness_table(rows)))
+    assert "0.5× the run-to-run variation — below the floor" in text and "within the interpreter's own" in text
+    rows = [_row(s, r, phi, interpreter="vebi") for s, r, phi in
+            (("full", 1.0, 0.0), ("random", 0.1, 0.3), ("random", 0.5, 0.0), ("kcenter", 0.5, 0.0))]
+    text = " ".join(findings(rows, robustness_table(rows)))
+    assert "2 of 3 Φ are exactly 0" in text and "below the floor" not in text

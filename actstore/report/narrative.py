@@ -70,8 +70,7 @@ def findings(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> list[st
         text = (f"{_label(interp)} on {model} (α = {alpha:g}): Φ is {m_lo:.3f} rad at ρ = {lo:g} and {m_hi:.3f} at "
                 f"ρ = {hi:g} (mean over classes and selectors, {d_lo}/{t_lo} and {d_hi}/{t_hi} defined)")
         text += f"; its noise floor is {fl:.3f}" + (" (deterministic: 0 by construction)" if fl == 0 else "")
-        if np.isfinite(fl) and fl > 0 and np.isfinite(m_lo):
-            text += f", so Φ at ρ = {lo:g} is {m_lo / fl:.1f}× the run-to-run variation"
+        text += _against_floor(m_lo, fl, lo) + _exact_zeros(own)
         steady = [t for t in table if (t["model"], t["interpreter"], t["alpha"]) == (model, interp, alpha)
                   and np.isfinite(t["phi_std"]) and "@" not in t["selector"]]
         if steady:
@@ -83,6 +82,26 @@ def findings(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> list[st
             text += f"; interpretations hold {np.mean(units):.1f} units or components per class on average"
         out.append(text + ".")
     return out
+
+
+def _against_floor(phi: float, floor: float, rate: float) -> str:
+    if not (np.isfinite(floor) and floor > 0 and np.isfinite(phi)):
+        return ""
+    text = f", so Φ at ρ = {rate:g} is {phi / floor:.1f}× the run-to-run variation"
+    if phi < floor:
+        text += (" — below the floor: a coreset moves this interpreter's result less than a new seed does (each "
+                 "coreset's fit uses the full-data fit's seed), so differences between selectors here are within the "
+                 "interpreter's own variation")
+    return text
+
+
+def _exact_zeros(own: list[dict[str, Any]]) -> str:
+    """Φ exactly 0 is not a small number but identical features: say how often and what it means."""
+    zeros = sum(1 for r in own if r["phi"] == 0.0)
+    if not zeros:
+        return ""
+    return (f"; {zeros} of {len(own)} Φ are exactly 0: there the coreset's fit equals the full data's (the same "
+            "units or components), so that Φ measures no difference at all rather than a small one")
 
 
 def _undefined(rows: list[dict[str, Any]]) -> list[str]:
