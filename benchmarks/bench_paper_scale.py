@@ -36,14 +36,14 @@ RATES = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.95]
 
 
 def config(classes: int, train_per_class: int, val_per_class: int, model: str, topic_epochs: int, all_layers: bool,
-           out: str) -> dict:
+           out: str, vebi_units: int = 5) -> dict:
     return {
         "models": [model], "interpreters": ["ice", "vebi", "topic"],
         "selectors": ["random", "moderate", "dgpruning", "kcenter"], "rates": RATES, "seeds": [0], "alphas": [1.0],
         "train": f"synthetic:n={classes * train_per_class},classes={classes},size=224,seed=0",
         "val": f"synthetic:n={classes * val_per_class},classes={classes},size=224,seed=1",
         "transfer": False, "vebi_all_layers": all_layers, "heatmaps": False,
-        "params": {"ice": {"n_components": 10}, "vebi": {"units_per_class": 5, "labels": "true"},
+        "params": {"ice": {"n_components": 10}, "vebi": {"units_per_class": vebi_units, "labels": "true"},
                    "topic": {"epochs": topic_epochs, "training": "steps"}},
         "out": out,
     }
@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--val-per-class", type=int, default=50)
     ap.add_argument("--topic-epochs", type=int, default=2)
     ap.add_argument("--all-layers", action="store_true")
+    ap.add_argument("--vebi-units", type=int, default=5, help="VEBI's units_per_class (small runs allow fewer)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the stores and results")
     args = ap.parse_args()
@@ -114,7 +115,8 @@ def main() -> None:
     catalog(cat, args.classes)
     cfg_path = work / "dry-run.yaml"
     cfg_path.write_text(yaml.safe_dump(config(args.classes, args.train_per_class, args.val_per_class, "r18-random",
-                                              args.topic_epochs, args.all_layers, str(work / "results"))))
+                                              args.topic_epochs, args.all_layers, str(work / "results"),
+                                              args.vebi_units)))
     est = cli("experiment", str(cfg_path), "--catalog", str(cat), "--estimate", env=env)
     t0 = time.perf_counter()
     cli("experiment", str(cfg_path), "--catalog", str(cat), "--no-report", env=env)

@@ -102,6 +102,23 @@ def several(seed: int, n: int = 500, p: int = 60, k: int = 6):
     return X, y
 
 
+def entry_segment(X, target, units):
+    """Independent: (start, end) L1 norms of the first lars_path segment with ``units`` units."""
+    _, _, coefs = lars_path(X, target, method="lasso", positive=True, max_iter=10_000)
+    l1, active = coefs.sum(axis=0), coefs > 0
+    reached = np.flatnonzero((active[:, :-1] | active[:, 1:]).sum(axis=0) >= units)
+    if not reached.size:
+        return np.inf, np.inf
+    return l1[reached[0]], l1[reached[0] + 1]
+
+
+def test_one_unit_per_class_is_a_positive_budget():
+    """Before: K = 1 gave μ = 0 (the first unit enters at an L1 norm of 0), so every class kept none."""
+    X, y = several(6)
+    model = VEBI(units_per_class=1).fit(X, y)
+    assert model.mu_ > 0 and (counts_at(X, y, model.mu_, range(6)) >= 1).sum() >= 3
+
+
 def counts_at(X, y, mu, classes):
     """Independent: the units each class keeps at μ, from in-memory lars_path."""
     return np.array([(path_at(X, (y == c).astype(float), mu) > 0).sum() for c in classes])
@@ -113,7 +130,9 @@ def test_units_per_class_calibrates_the_smallest_mu_where_half_the_classes_keep_
     model = VEBI(units_per_class=units).fit(X, y)
     mu = model.mu_
     assert (counts_at(X, y, mu, range(6)) >= units).sum() >= 3  # half of the 6 classes keep K or more
-    assert (counts_at(X, y, mu / (1 + 2e-3), range(6)) >= units).sum() < 3  # and just below μ they do not
+    start = sorted(entry_segment(X, (y == c).astype(float), units)[0] for c in range(6))[2]
+    assert start < mu  # just inside the segment where the third class first holds K units...
+    assert (counts_at(X, y, start * (1 - 1e-9), range(6)) >= units).sum() < 3  # ...and before it, under half do
     np.testing.assert_allclose(model.coef_, VEBI(mu=mu).fit(X, y).coef_, atol=1e-12)  # then it is plain VEBI
     assert model.converged_.all() and (model.n_iter_ > 0).all()
     assert [len(r) for r in model.relevant_units_] == counts_at(X, y, mu, range(6)).tolist()

@@ -34,7 +34,7 @@ one unit per class (``benchmarks/bench_interpret.py``: 1.0 on average over 1000 
 R' often hold the same single unit; ``units_per_class`` calibrates μ to a meaningful set instead.
 The ICIP'23 code's μ = 10 belongs to raw L2-norm features, not to these."""
 
-CALIBRATION_MARGIN = 1e-3  # μ sits this fraction above the L1 norm where the median class's K-th unit enters
+CALIBRATION_MARGIN = 1e-3  # μ sits this fraction into the path segment where the median class's K-th unit enters
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,9 @@ def solve_mu_lasso(G: np.ndarray, b: np.ndarray, n_samples: int, mu: float, posi
 
 
 def _first_reach(G: np.ndarray, b: np.ndarray, n_samples: int, units: int, positive: bool, screen: int) -> float:
-    """The L1 norm along class ``b``'s path where it first holds ``units`` units (inf if it never does).
-
-    Read off the screened path (the few first units of a class are among its most correlated);
+    """A μ (L1 norm) just inside the first segment of class ``b``'s path that holds ``units`` units:
+    ``CALIBRATION_MARGIN`` of the way from its start (inf if the path never holds that many). Read off
+    the screened path (the few first units of a class are among its most correlated);
     :func:`calibrate_mu` checks the final counts with exact solves."""
     chosen = _screen(G, b, positive, max(screen, 4 * units))
     if chosen is not None:
@@ -140,7 +140,8 @@ def _first_reach(G: np.ndarray, b: np.ndarray, n_samples: int, units: int, posit
         counts = (active[:, :-1] | active[:, 1:]).sum(axis=0)  # units on each open segment of the path
         reached = np.flatnonzero(counts >= units)
         if reached.size:
-            return float(np.abs(coefs[:, reached[0]]).sum())
+            start, end = np.abs(coefs[:, reached[0]:reached[0] + 2]).sum(axis=0)
+            return float(start + CALIBRATION_MARGIN * (end - start))
         if complete or steps >= 4 * G.shape[0]:
             return float("inf")
         steps *= 4
@@ -150,9 +151,9 @@ def calibrate_mu(G: np.ndarray, b: np.ndarray, n_samples: int, units_per_class: 
                  screen: int = 256) -> float:
     """The smallest μ at which at least half of the classes with samples keep ``units_per_class`` units.
 
-    Each class's path gives the L1 norm where its K-th unit enters; μ is the median class's,
-    ``CALIBRATION_MARGIN`` above it so that unit is inside. Lasso paths can drop a unit later, so the
-    counts are checked with exact solves and μ moves to the next class's entry point if needed."""
+    Each class's path gives the L1 norm just after its K-th unit enters; μ is the median class's. Lasso
+    paths can drop a unit later, so the counts are checked with exact solves and μ moves to the next
+    class's entry point if needed."""
     P = G.shape[0]
     if not 1 <= units_per_class <= P:
         raise ParameterError(f"units_per_class must be in 1..{P} (the number of units), got {units_per_class}")
@@ -164,7 +165,7 @@ def calibrate_mu(G: np.ndarray, b: np.ndarray, n_samples: int, units_per_class: 
     for candidate in reach[need - 1:]:
         if not np.isfinite(candidate):
             break
-        mu = float(candidate) * (1 + CALIBRATION_MARGIN)
+        mu = float(candidate)
         kept = [int((solve_mu_lasso(G, b[:, c], n_samples, mu, positive, screen) > 0).sum()) for c in classes]
         if sum(k >= units_per_class for k in kept) >= need:
             return mu
