@@ -23,7 +23,7 @@ from ..atomic import atomic_write_text
 from ..config import home
 from ..progress import status
 
-__all__ = ["machine", "calibration", "model_costs", "CALIBRATION_FILE"]
+__all__ = ["machine", "calibration", "model_costs", "model_key", "busy_warning", "CALIBRATION_FILE"]
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -140,9 +140,32 @@ def calibration(refresh: bool = False, quiet: bool = False) -> dict[str, Any]:
     why = ("asked to" if refresh else "none cached yet" if cached is None else
            "the cache was made on another machine or with other package versions")
     status(f"calibrating this machine's per-unit costs ({why}; cached in {path})...", not quiet)
-    out = {"machine": here, "costs": measure(), "models": {}, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    load = _load_average()
+    out = {"machine": here, "costs": measure(), "models": {}, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "load": max(load, _load_average())}
     atomic_write_text(path, json.dumps(out, indent=1), what="the calibration")
     return out
+
+
+def _load_average() -> float:
+    """The 1-minute load average (0 where the system does not tell): other work skews every measurement."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return 0.0
+
+
+def busy_warning(cal: dict[str, Any], model_keys: list[str]) -> str | None:
+    """A line saying the calibration ran on a busy machine (load at or above half the cores), else None."""
+    loads = [cal.get("load", 0.0), *(cal["models"].get(k, {}).get("load", 0.0) for k in model_keys)]
+    cores = cal["machine"].get("cores") or 1
+    if max(loads) < 0.5 * cores:
+        return None
+    return (f"warning: the machine was busy while it was calibrated (load {max(loads):g} on {cores} cores): with "
+            "threads competing for cores these times can be several times too high; rerun with --recalibrate "
+            "on a quiet machine")
 
 
 def _forward_rate(probe: Any, size: int) -> float:
@@ -166,6 +189,11 @@ def _topic_step(head: Any, shape: tuple[int, int, int], n_classes: int) -> float
     return max(1e-6, (_timed(lambda: slow.fit(maps, labels), 1) - _timed(lambda: model.fit(maps, labels), 1)) / 3)
 
 
+def model_key(loaded: Any, layers: list[str], units: bool) -> str:
+    """The calibration's key for a model's costs: its builder, input size, layers and units."""
+    return f"{loaded.builder}|{loaded.input_size}|{len(layers)}|{int(units)}"
+
+
 def model_costs(cal: dict[str, Any], loaded: Any, layers: list[str], units: bool) -> dict[str, float]:
     """A model's costs on this machine (cached in the calibration): images/s through the probe, the head's
     seconds per row, one topic step's seconds; measured with the model's own shapes (its weights do not matter)."""
@@ -174,16 +202,17 @@ def model_costs(cal: dict[str, Any], loaded: Any, layers: list[str], units: bool
     from ..extract.heads import model_head
     from ..extract.probe import Probe
 
-    key = f"{loaded.builder}|{loaded.input_size}|{len(layers)}|{int(units)}"
+    key = model_key(loaded, layers, units)
     if key in cal["models"]:
         return cal["models"][key]
     probe = Probe(loaded, layers, units)
     shape = probe.describe(torch.zeros(1, 3, loaded.input_size, loaded.input_size))[loaded.default_layer]
     head = model_head(loaded, loaded.default_layer)
     maps = np.abs(np.random.default_rng(0).standard_normal((256, *shape))).astype(np.float32)
+    load = _load_average()
     costs = {"images_per_s": _forward_rate(probe, loaded.input_size),
              "head_s_per_row": _timed(lambda: head.logits(maps)) / 256,
-             "topic_step_s": _topic_step(head, shape, loaded.num_classes)}
+             "topic_step_s": _topic_step(head, shape, loaded.num_classes), "load": max(load, _load_average())}
     cal["models"][key] = costs
     atomic_write_text(home() / CALIBRATION_FILE, json.dumps(cal, indent=1), what="the calibration")
     return costs

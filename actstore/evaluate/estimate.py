@@ -23,7 +23,7 @@ import numpy as np
 
 from ..catalog import Catalog
 from ..interpret.base import Shapes, get_interpreter
-from .calibrate import calibration, model_costs
+from .calibrate import busy_warning, calibration, model_costs, model_key
 from .config import ExperimentConfig
 from .plan import GridPlan, ModelPlan, fit_params, plan_grid
 
@@ -113,8 +113,10 @@ def estimate(cfg: ExperimentConfig, cat: Catalog, refresh: bool = False) -> dict
     plan = plan_grid(cfg, cat)
     cal = calibration(refresh)
     stages: list[Stage] = []
+    keys = []
     for model, mp in plan.models.items():
         mc = model_costs(cal, mp.train.loaded, [s.name for s in mp.train.spec.layers], True)
+        keys.append(model_key(mp.train.loaded, [s.name for s in mp.train.spec.layers], True))
         stages += _extract(mp, mc)
         stages.append(_select(plan, model, cal["costs"]))
         costs = {**cal["costs"], **mc}
@@ -123,7 +125,7 @@ def estimate(cfg: ExperimentConfig, cat: Catalog, refresh: bool = False) -> dict
     total = {"seconds": sum(s.seconds for s in stages), "disk_MB": sum(s.disk_MB for s in stages),
              "peak_MB": max(s.peak_MB for s in stages)}
     return {"stages": [asdict(s) for s in stages], "total": total, "machine": cal["machine"],
-            "calibrated": cal["created"]}
+            "calibrated": cal["created"], "warning": busy_warning(cal, keys)}
 
 
 def _clock(seconds: float) -> str:
@@ -145,4 +147,6 @@ def format_estimate(est: dict[str, Any]) -> str:
               f"{t['disk_MB']:>7.0f}MB {t['peak_MB']:>6.0f}MB",
               f"costs measured on {m['cpu']} ({m['cores']} cores, {m['memory_GB']} GB), {est['calibrated']}; "
               "peak is the largest stage's"]
+    if est.get("warning"):
+        lines.append(est["warning"])
     return "\n".join(lines)
