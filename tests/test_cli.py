@@ -30,6 +30,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_extract_info_verify_catalog_roundtrip(tmp_path: Path, home: Path) -> None:
     out = tmp_path / "s.zarr"
     first = run("extract", "--model", "demo-vgg", "--dataset", "synthetic:n=12,classes=3", "--out", str(out),
@@ -85,6 +86,7 @@ def test_bad_input_gives_one_line_and_exit_2(args: list[str], message: str, home
     assert message in one_line_error(run(*args, home=home, check=None))
 
 
+@pytest.mark.slow
 def test_existing_store_with_other_provenance_is_refused(tmp_path: Path, home: Path) -> None:
     out = tmp_path / "s.zarr"
     base = ["extract", "--dataset", "synthetic:n=6,classes=2", "--out", str(out), "--weights", "random"]

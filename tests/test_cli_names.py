@@ -16,6 +16,8 @@ from actstore.config import repo_catalog_path
 from conftest import SMALL
 from test_cli import one_line_error, run
 
+pytestmark = pytest.mark.slow  # real processes, models or whole experiments: `-m "not slow"` skips them
+
 CATALOG = {"models": {"my-demo": {"builder": "demo-resnet", "weights": "random"}},
            "datasets": {"tiny": {"spec": SMALL}}}
 

@@ -132,6 +132,7 @@ def cli(*args, home):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_select_ls_show_export(two_stores, home, tmp_path):
     proc = cli("select", str(two_stores[0]), "--method", "dgpruning", "--rate", "0.2", "--rate", "0.5",
                "--param", "k=4", "--json", home=home)

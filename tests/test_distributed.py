@@ -18,6 +18,8 @@ from actstore import interpret, select_many
 from actstore.scheduler import SchedulerError, check_scheduler
 from actstore.extract.synthetic import write_synthetic_store
 
+pytestmark = pytest.mark.slow  # real processes, models or whole experiments: `-m "not slow"` skips them
+
 
 @pytest.fixture(scope="module")
 def cluster():

@@ -15,6 +15,8 @@ from actstore import open_catalog
 from actstore.evaluate.config import ExperimentConfig
 from actstore.evaluate.plan import plan_grid
 
+pytestmark = pytest.mark.slow  # real processes, models or whole experiments: `-m "not slow"` skips them
+
 
 def test_the_plan_counts_what_the_run_then_did(experiment_run):
     root = experiment_run.parent.parent

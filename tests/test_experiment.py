@@ -18,6 +18,8 @@ from actstore.evaluate.experiment import run_experiment
 
 from conftest import EXPERIMENT as CONFIG
 
+pytestmark = pytest.mark.slow  # real processes, models or whole experiments: `-m "not slow"` skips them
+
 
 def test_experiment_runs_and_records_what_each_number_needs(experiment_run):
     results = experiment_run

@@ -25,6 +25,8 @@ from actstore import save_coreset, select
 from actstore.errors import DatasetError, ResultsFileError
 from actstore.results_io import read_results_csv
 
+pytestmark = pytest.mark.slow  # real processes, models or whole experiments: `-m "not slow"` skips them
+
 EXTRACT = ["extract", "--model", "demo-resnet", "--weights", "random", "--block-rows", "16", "--batch-size", "8"]
 
 

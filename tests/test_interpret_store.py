@@ -125,6 +125,7 @@ def test_bad_interpret_requests(store_path, tmp_path):
         interpret(other.path, "vebi", coresets=[tiny])
 
 
+@pytest.mark.slow
 def test_cli_interpret(store_path, home):
     env = {**os.environ, "ACTSTORE_HOME": str(home), "ACTSTORE_PROGRESS_INTERVAL": "0"}
     run = lambda *a: subprocess.run([sys.executable, "-m", "actstore.cli", *a], capture_output=True,  # noqa: E731

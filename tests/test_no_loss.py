@@ -23,6 +23,8 @@ from actstore.errors import NotOursError, UnsafeNameError
 from actstore.interpret.run import save_features
 from actstore.names import path_under
 
+pytestmark = pytest.mark.slow  # real processes, models or whole experiments: `-m "not slow"` skips them
+
 TINY = ["--model", "demo-vgg", "--weights", "random", "--dataset", "synthetic:n=6,classes=2"]
 MEDIUM = "synthetic:n=160,classes=4,size=64,seed=3"
 
