@@ -4,7 +4,7 @@
 d = 512) and an interpretation of them Y, float64, against the **real netrep**
 (``netrep.metrics.LinearMetric(alpha=0.5).fit_score`` on the full float64 matrices, from the wheel
 in ``shared/peers``; skipped with the reason when it is not installed) and, labelled as such,
-against an in-memory **restatement** of netrep's algorithm (``tests/test_shape_metric.py``). Ours
+against an in-memory **restatement** of netrep's algorithm (``actstore.testing.netrep_restated``). Ours
 streams both from stores with ShapeStats (sufficient statistics, α = 0, 0.5 and 1 from one pass);
 netrep reads both whole and fits α = 0.5 only. Each run is a fresh process (its peak RSS is its
 own) with the same BLAS thread count (``--threads``); ours and netrep alternate ``--repeats`` times
@@ -86,8 +86,7 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "theta": theta, "peak_rss
 """
 
 RESTATED = COMMON + """
-sys.path.insert(0, {tests!r})
-from test_shape_metric import netrep_restated
+from actstore.testing import netrep_restated
 t = time.perf_counter()
 X = np.asarray(X_arr[:], np.float64)
 Y = read_y(X, 0, X.shape[0])
@@ -201,7 +200,7 @@ def phi_vs_netrep(tmp: Path, rows: int, d: int, repeats: int = 3, threads: int =
         if compute_y and not with_interpretation:
             continue
         fill = {"here": str(HERE), "store": str(store), "ystore": str(ystore), "d": d, "compute_y": compute_y,
-                "tests": str(HERE.parent / "tests"), "chunks_per_block": chunks_per_block}
+                "chunks_per_block": chunks_per_block}
         rounds = []
         for _ in range(repeats if missing is None else 1):  # alternate, so both see the same machine
             ours = run_child(OURS.format(**fill), threads=threads)

@@ -72,7 +72,7 @@ def _rows(res: dict) -> list[str]:
                        f"{row['netrep_seconds_1_alpha']} s (1 α), {row['netrep_peak_rss_MB']:.0f} MB peak | "
                        f"{row['speedup_vs_netrep']}x faster (median of {phi['repeats']}) | "
                        f"abs diff {row['abs_difference_vs_netrep']:.1e} |")
-        out.append(f"| {label} | {ours} | netrep **restatement** in memory (tests/test_shape_metric.py, not netrep "
+        out.append(f"| {label} | {ours} | netrep **restatement** in memory (actstore.testing.netrep_restated, not netrep "
                    f"itself): {row['restatement_inmemory_seconds_1_alpha']} s (1 α), "
                    f"{row['restatement_inmemory_peak_rss_MB']:.0f} MB peak | {row['speedup_vs_restatement']}x faster | "
                    f"abs diff {row['abs_difference_vs_restatement']:.1e} |")
@@ -118,7 +118,7 @@ def main() -> None:
         "interleaved; this machine is shared and its speed drifts, so read the ratios (medians of the rounds).",
         "",
         "\"Real netrep\" is the netrep package itself (the wheel in `shared/peers`, commit 0186b8a); the "
-        "\"restatement\" is our in-memory re-implementation of its algorithm in `tests/test_shape_metric.py`, "
+        "\"restatement\" is our in-memory re-implementation of its algorithm in `actstore.testing.netrep_restated`, "
         "kept as a second reference. Φ: ours streams X and Y from stores and gives α = 0, 0.5 and 1 from one "
         "pass; netrep fits α = 0.5 only, on the whole float64 matrices.",
         "",
