@@ -13,8 +13,9 @@ The topic model trains 2 epochs (``--topic-epochs``; the reference's 10 cost 5x 
 and VEBI's all-layers ablation is off unless ``--all-layers`` (one forward pass per class, target and
 image: it is extrapolated from the probe's measured throughput either way).
 
-Usage: python benchmarks/bench_paper_scale.py [--classes 10] [--out DIR] [--all-layers] [--keep]
-Prints one JSON object (benchmarks/RESULTS.md quotes it).
+Usage: python benchmarks/bench_paper_scale.py [--classes 10] [--out DIR] [--all-layers] [--keep] [--record]
+Prints one JSON object; ``--record`` also keeps it in benchmarks/paper_scale.json and writes its section
+of benchmarks/RESULTS.md (``peers/run_all.py`` keeps that section when it rewrites the file).
 """
 
 from __future__ import annotations
@@ -92,6 +93,38 @@ def imagenet(env: dict[str, str], work: Path, cat: Path, corrections: dict[str, 
     return out
 
 
+SECTION = "## ImageNet-shaped dry run (benchmarks/bench_paper_scale.py)"
+
+
+def markdown(r: dict) -> str:
+    """RESULTS.md's section for one recorded run: measured vs estimated per stage, then ImageNet-1k."""
+    lines = [SECTION, "",
+             f"ResNet18 with random weights on synthetic 224 px images: {r['classes']} classes, {r['train_rows']} train "
+             f"and {r['val_rows']} validation images; every selector x ρ {RATES} x ICE, VEBI, topic ({r['topic_epochs']} "
+             f"epochs of steps), Φ and accuracy; VEBI all-layers {'on' if r['all_layers'] else 'off'}. Machine: "
+             f"{r['machine'].get('cpu')} ({r['machine'].get('cores')} cores). Wall {r['wall_seconds']:.0f} s; "
+             f"`--estimate` predicted {r['estimated_seconds']:.0f} s (measured/estimated "
+             f"{r['total_measured_over_estimated']}).", "",
+             "| stage | measured s | estimated s | measured/estimated | peak RSS MB | read MB |", "|---|---|---|---|---|---|"]
+    for name, s in r["stages"].items():
+        lines.append(f"| {name} | {s['seconds']:.1f} | {s['estimated_seconds']:.1f} | {s['measured_over_estimated']} | "
+                     f"{s['peak_rss_MB']:.0f} | {s['read_MB']:.0f} |")
+    for net, x in r["imagenet_1k"].items():
+        lines += ["", f"ImageNet-1k, {net} (1.28 M train, 50 000 val; topic 10 epochs), on this machine: "
+                  f"**{x['total_hours']} h**, disk {x['disk_GB']} GB; dominant stage: **{x['dominant']}**. Hours per "
+                  "stage, the cost model's and corrected by this run's measured/estimated ratio:", "",
+                  "| stage | estimated h | corrected h |", "|---|---|---|",
+                  *[f"| {n} | {v['estimated_hours']} | {v['corrected_hours']} |" for n, v in x["stages"].items()]]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(results_md: Path, section: str) -> None:
+    """Replace (or add) the dry run's section of RESULTS.md, leaving the rest as it is."""
+    text = results_md.read_text() if results_md.exists() else ""
+    head = text.split(SECTION)[0].rstrip("\n")
+    results_md.write_text((head + "\n\n" if head else "") + section)
+
+
 def _kind(name: str) -> str:
     parts = name.split("/")
     return parts[0] if len(parts) < 3 else f"{parts[0]}/{parts[2]}"
@@ -107,6 +140,7 @@ def main() -> None:
     ap.add_argument("--vebi-units", type=int, default=5, help="VEBI's units_per_class (small runs allow fewer)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the stores and results")
+    ap.add_argument("--record", action="store_true", help="write benchmarks/paper_scale.json and RESULTS.md's section")
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="actstore-paper-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -136,6 +170,9 @@ def main() -> None:
               "stages": stages, "imagenet_1k": imagenet(env, work, cat, corrections, args.all_layers),
               "machine": est["machine"]}
     print(json.dumps(result))
+    if args.record:
+        (HERE / "paper_scale.json").write_text(json.dumps(result, indent=1) + "\n")
+        write_section(HERE / "RESULTS.md", markdown(result))
     if not args.keep and args.out is None:
         shutil.rmtree(work, ignore_errors=True)
 
