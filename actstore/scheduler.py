@@ -42,22 +42,26 @@ def local_cores() -> int:
 
 
 def map_one_thread_each(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], workers: int) -> list[Any]:
-    """``[fn(*args) for args in calls]`` on ``workers`` threads, in order, with BLAS on one thread each:
-    for independent compiled (GIL-free) work such as per-class fits, which then do not compete for cores."""
+    """``[fn(*args) for args in calls]`` on ``workers`` threads, in order, BLAS sharing the cores among them
+    (one thread each when there are as many workers as cores): for independent compiled (GIL-free) work
+    such as per-class fits. On an error or Ctrl-C the calls not started are cancelled; compiled code cannot
+    be interrupted, so the fits already running finish in the background."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
     if workers <= 1 or len(calls) <= 1:
         return [fn(*args) for args in calls]
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    pool = ThreadPoolExecutor(workers)
+    with threadpool_limits(max(1, local_cores() // workers), user_api="blas"):
         futures = [pool.submit(fn, *args) for args in calls]
         try:
-            return [f.result() for f in futures]
+            out = [f.result() for f in futures]
         except BaseException:
-            for f in futures:
-                f.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
+    pool.shutdown()
+    return out
 
 
 @contextmanager

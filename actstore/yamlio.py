@@ -20,13 +20,14 @@ class _StrictLoader(_Base):  # type: ignore[misc,valid-type]
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges a mapping in; the base constructor handles it
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, (str, int, float, bool)):
                 continue  # an unhashable key is refused by the base constructor
             if key in seen:
                 mark = key_node.start_mark
-                raise DuplicateKeyError(f"duplicate key '{key}' at line {mark.line + 1}, column {mark.column + 1}: "
-                                        "it is given twice")
+                raise DuplicateKeyError(f"duplicate key '{key}' at line {mark.line + 1}, column {mark.column + 1}")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 

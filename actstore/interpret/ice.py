@@ -191,7 +191,7 @@ class ICE(TransformerMixin, BaseEstimator):
     """Per-class NMF concepts (reference §2): ``fit(A)`` sets ``components_`` (k x D); ``transform`` gives
     the codes (NNLS with the components fixed), ``inverse_transform`` and ``reconstruct`` give Z (A's shape).
 
-    Deterministic for D <= 512 (nndsvda from an exact SVD); above, the randomised SVD of the
+    Deterministic for D <= ``EXACT_SVD_MAX_D`` (1024; nndsvda from an exact SVD); above, the randomised SVD of the
     initialisation draws from ``random_state``. Fitted: ``components_``, ``reconstruction_err_``,
     ``n_iter_``, ``converged_`` (the tolerance was reached before ``max_iter``), ``n_features_in_``.
     """
@@ -358,8 +358,8 @@ class ICE(TransformerMixin, BaseEstimator):
     def transform(self, A: np.ndarray) -> np.ndarray:
         """Codes S >= 0 with the components fixed (an NNLS, as sklearn's ``NMF.transform``): (..., k),
         computed and returned in A's float dtype (float32 maps stay float32, as in sklearn; float64 rows
-        get float64 products, so a row's codes do not depend on its neighbours' rounding). sklearn's
-        coordinate descent from W = 0 with its stopping rule; the sweeps run in :mod:`.hals`."""
+        get float64 products, as sklearn's). sklearn's coordinate descent from W = 0 with its stopping
+        rule (summed over the rows, as sklearn's); the sweeps run in :mod:`.hals`."""
         from .hals import cd_sweep
 
         A = checked_array(A, "ICE (maps (n, H, W, D) or rows (m, D))", allow_nd=True)

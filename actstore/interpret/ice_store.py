@@ -1,6 +1,6 @@
 """ICE on a store: per class, NMF of the maps of the class's rows (all, or a coreset's), read once per
-class for every target, the classes in parallel on the local cores (one BLAS thread each); a class
-larger than its share of ``memory_limit`` is fitted from streamed row blocks.
+class for every target, several classes at once on the local cores when ``memory_limit`` holds that many
+of the largest class; a class larger than ``memory_limit`` is fitted from streamed row blocks.
 
 Z is the class's maps projected on its own components (codes by NNLS, then back); the accuracy
 evaluation puts Z through the head (reference §2.3). Deterministic where the initialisation's SVD
@@ -37,6 +37,14 @@ def _class_blocks(arr: Any, rows: np.ndarray, d: int, rows_per_block: int) -> An
         for i in range(0, len(rows), rows_per_block):
             yield np.asarray(arr.oindex[rows[i:i + rows_per_block]], np.float32).reshape(-1, d)
     return blocks
+
+
+def _workers(arr: Any, offsets: np.ndarray, memory_limit: int) -> int:
+    """How many classes to fit at once: one per local core, as long as that many of the largest class
+    fit in ``memory_limit`` together (so each class takes the same in-memory or streamed path as alone)."""
+    _, h, w, d = arr.shape
+    largest = int(np.diff(offsets).max(initial=1)) * h * w * d * 4
+    return max(1, min(local_cores(), len(offsets) - 1, memory_limit // max(largest, 1)))
 
 
 def _serialised(progress: Callable[..., None]) -> Callable[..., None]:
@@ -126,8 +134,8 @@ class ICEInterpreter(Interpreter):
         n_classes = len(store.classes)
         per_class = [[rows_of(store, t, c) for t in targets] for c in range(n_classes)]
         t0 = time.perf_counter()
-        if scheduler is None:  # classes on the local cores, one thread each; memory_limit is their total
-            workers = min(local_cores(), n_classes)
+        if scheduler is None:  # classes in parallel on the local cores, as many as memory_limit holds at once
+            workers = _workers(arr, store.class_offsets, params["memory_limit"])
             tick = _serialised(progress)
             calls = [(store, arr, c, per_class[c], ice_params, params["memory_limit"] // workers, tick)
                      for c in range(n_classes)]
@@ -182,11 +190,12 @@ class ICEInterpreter(Interpreter):
     def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
                  ) -> tuple[float, float, float]:
         """HALS iterations x (rows · H · W) x D x k per class and target, the classes shared among the
-        local cores; one class's maps in memory per core."""
+        workers ``fit`` would use; each holds one class's maps and a target's copy."""
         hw, d, k = shapes.height * shapes.width, shapes.channels, params["n_components"]
-        workers = min(local_cores(), len(shapes.class_rows))
+        largest = 4 * max(shapes.class_rows) * hw * d
+        workers = max(1, min(local_cores(), len(shapes.class_rows), params["memory_limit"] // max(largest, 1)))
         seconds = sum(ICE_ITERATIONS * costs["ice_s_per_elem_iter"] * n * hw * d * k for rows in targets for n in rows)
-        peak = workers * 4 * max(shapes.class_rows) * hw * d * 2 / 2**20
+        peak = workers * 2 * min(largest, params["memory_limit"]) / 2**20  # the class's maps and a target's copy
         seconds /= workers
         return seconds, peak, len(targets) * 4 * k * d * len(shapes.class_rows) / 2**20
 
