@@ -37,14 +37,14 @@ RATES = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.95]
 
 
 def config(classes: int, train_per_class: int, val_per_class: int, model: str, topic_epochs: int, all_layers: bool,
-           out: str, vebi_units: int = 3) -> dict:
+           out: str, vebi_units: int = 0) -> dict:
     return {
         "models": [model], "interpreters": ["ice", "vebi", "topic"],
         "selectors": ["random", "moderate", "dgpruning", "kcenter"], "rates": RATES, "seeds": [0], "alphas": [1.0],
         "train": f"synthetic:n={classes * train_per_class},classes={classes},size=224,seed=0",
         "val": f"synthetic:n={classes * val_per_class},classes={classes},size=224,seed=1",
         "transfer": False, "vebi_all_layers": all_layers, "heatmaps": False,
-        "params": {"ice": {"n_components": 10}, "vebi": {"units_per_class": vebi_units, "labels": "true"},
+        "params": {"ice": {"n_components": 10}, "vebi": {"units_per_class": vebi_units, "labels": "true"} if vebi_units > 0 else {"labels": "true"},
                    "topic": {"epochs": topic_epochs, "training": "steps"}},
         "out": out,
     }
@@ -137,8 +137,8 @@ def main() -> None:
     ap.add_argument("--val-per-class", type=int, default=50)
     ap.add_argument("--topic-epochs", type=int, default=2)
     ap.add_argument("--all-layers", action="store_true")
-    ap.add_argument("--vebi-units", type=int, default=3, help="VEBI's units_per_class: with random weights the positive "
-                    "lasso paths end after 2-3 units in most classes (5 is out of reach at 10 classes)")
+    ap.add_argument("--vebi-units", type=int, default=0, help="VEBI's units_per_class (0: the paper's μ = 1e-3). With "
+                    "random weights the positive lasso paths end after 1-3 units, so a unit budget is often out of reach")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the stores and results")
     ap.add_argument("--record", action="store_true", help="write benchmarks/paper_scale.json and RESULTS.md's section")
