@@ -115,6 +115,13 @@ def markdown(r: dict) -> str:
                   "stage, the cost model's and corrected by this run's measured/estimated ratio:", "",
                   "| stage | estimated h | corrected h |", "|---|---|---|",
                   *[f"| {n} | {v['estimated_hours']} | {v['corrected_hours']} |" for n, v in x["stages"].items()]]
+    shares = [f"{net}: {x['dominant']}, {100 * x['stages'][x['dominant']]['corrected_hours'] / x['total_hours']:.0f} % "
+              f"of {x['total_hours']} h" for net, x in r["imagenet_1k"].items()]
+    off = {n: s["measured_over_estimated"] for n, s in r["stages"].items()
+           if s["measured_over_estimated"] and not 0.7 <= s["measured_over_estimated"] <= 1.3}
+    lines += ["", f"Where the next speed work goes: the dominant stage ({'; '.join(shares)}). Stages the cost model "
+              f"misjudged by more than 30 % in this run (measured/estimated): "
+              + (", ".join(f"{n} {v}" for n, v in off.items()) or "none") + "."]
     return "\n".join(lines) + "\n"
 
 
