@@ -231,3 +231,22 @@ def test_the_entry_points_open_a_store_at_a_url(tmp_path: Path) -> None:
         assert tree["samples"]["class_name"].values.tolist() == ["c0"] * 3 + ["c1"] * 3
     finally:
         fsspec.filesystem("memory").rm(url[len("memory://"):].split("/")[0], recursive=True)
+
+
+def test_without_xarray_the_entry_points_say_how_to_install_it(small_store: Path, monkeypatch) -> None:
+    import builtins
+
+    import actstore
+    from actstore.errors import StoreError
+
+    real = builtins.__import__
+
+    def no_xarray(name, *args, **kwargs):
+        if name == "xarray" or name.startswith("xarray."):
+            raise ImportError("No module named 'xarray'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_xarray)
+    for opener in (actstore.open_dataset, actstore.open_datatree):
+        with pytest.raises(StoreError, match=r"needs xarray: python -m pip install 'actstore\[xarray\]'"):
+            opener(small_store)

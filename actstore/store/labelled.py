@@ -51,10 +51,19 @@ def _named(ds: Any) -> Any:
     return ds
 
 
+def _xarray() -> Any:
+    try:
+        import xarray as xr
+    except ImportError:
+        raise StoreError("reading a store with xarray needs xarray: python -m pip install 'actstore[xarray]' "
+                         "(actstore.open_store reads it without)") from None
+    return xr
+
+
 def open_datatree(path: str | os.PathLike[str], *, chunks: Any = None) -> Any:
     """The whole store as an ``xarray.DataTree`` (lazy: dask arrays over the zarr chunks; ``chunks`` as for
     ``xarray.open_datatree``, default one dask chunk per zarr chunk), names decoded."""
-    import xarray as xr
+    xr = _xarray()
 
     loc, _ = _checked(path)
     tree = xr.open_datatree(str(loc), engine="zarr", consolidated=True, zarr_format=3,
@@ -68,7 +77,7 @@ def open_datatree(path: str | os.PathLike[str], *, chunks: Any = None) -> Any:
 def open_dataset(path: str | os.PathLike[str], group: str | None = None, *, chunks: Any = None) -> Any:
     """One group of the store as a labelled ``xarray.Dataset``: ``layers/<layer>`` (the default: the last
     layer), ``samples`` or ``units``; lazy, names decoded (see :func:`open_datatree`)."""
-    import xarray as xr
+    xr = _xarray()
 
     loc, attrs = _checked(path)
     layers = list(attrs.get("layers") or {})
