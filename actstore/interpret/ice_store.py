@@ -47,14 +47,21 @@ def _workers(arr: Any, offsets: np.ndarray, memory_limit: int) -> int:
     return max(1, min(local_cores(), len(offsets) - 1, memory_limit // max(largest, 1)))
 
 
-def _serialised(progress: Callable[..., None]) -> Callable[..., None]:
-    """``progress`` callable from several threads."""
-    lock = threading.Lock()
+class _Serialised:
+    """``progress`` callable from several threads, and silenced by ``stop()``: after an error, fits still
+    running in the background must not print below the error line."""
 
-    def tick(*args: Any, **kwargs: Any) -> None:
-        with lock:
-            progress(*args, **kwargs)
-    return tick
+    def __init__(self, progress: Callable[..., None]) -> None:
+        self.progress, self.lock, self.stopped = progress, threading.Lock(), False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        with self.lock:
+            if not self.stopped:
+                self.progress(*args, **kwargs)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
 
 
 def _fit_one(store: ActivationStore, arr: Any, c: int, rows: np.ndarray, shared: np.ndarray | None,
@@ -136,10 +143,13 @@ class ICEInterpreter(Interpreter):
         t0 = time.perf_counter()
         if scheduler is None:  # classes in parallel on the local cores, as many as memory_limit holds at once
             workers = _workers(arr, store.class_offsets, params["memory_limit"])
-            tick = _serialised(progress)
+            tick = _Serialised(progress)
             calls = [(store, arr, c, per_class[c], ice_params, params["memory_limit"] // workers, tick)
                      for c in range(n_classes)]
-            results = list(enumerate(map_one_thread_each(_fit_class, calls, workers)))
+            try:
+                results = list(enumerate(map_one_thread_each(_fit_class, calls, workers)))
+            finally:
+                tick.stop()
         else:
             from ..coresets.select import class_groups
 
