@@ -40,11 +40,15 @@ def _class_blocks(arr: Any, rows: np.ndarray, d: int, rows_per_block: int) -> An
 
 
 def _workers(arr: Any, offsets: np.ndarray, memory_limit: int) -> int:
-    """How many classes to fit at once: one per local core, as long as that many of the largest class
-    fit in ``memory_limit`` together (so each class takes the same in-memory or streamed path as alone)."""
+    """How many classes to fit at once (see :func:`_workers_for`)."""
     _, h, w, d = arr.shape
-    largest = int(np.diff(offsets).max(initial=1)) * h * w * d * 4
-    return max(1, min(local_cores(), len(offsets) - 1, memory_limit // max(largest, 1)))
+    return _workers_for(int(np.diff(offsets).max(initial=1)) * h * w * d * 4, len(offsets) - 1, memory_limit)
+
+
+def _workers_for(largest: int, n_classes: int, memory_limit: int) -> int:
+    """One class per local core, as long as that many of the largest class (``largest`` bytes of float32
+    maps) fit in ``memory_limit`` together: each class then takes the path it would take alone."""
+    return max(1, min(local_cores(), n_classes, memory_limit // max(largest, 1)))
 
 
 class _Serialised:
@@ -203,7 +207,7 @@ class ICEInterpreter(Interpreter):
         workers ``fit`` would use; each holds one class's maps and a target's copy."""
         hw, d, k = shapes.height * shapes.width, shapes.channels, params["n_components"]
         largest = 4 * max(shapes.class_rows) * hw * d
-        workers = max(1, min(local_cores(), len(shapes.class_rows), params["memory_limit"] // max(largest, 1)))
+        workers = _workers_for(largest, len(shapes.class_rows), params["memory_limit"])
         seconds = sum(ICE_ITERATIONS * costs["ice_s_per_elem_iter"] * n * hw * d * k for rows in targets for n in rows)
         peak = workers * 2 * min(largest, params["memory_limit"]) / 2**20  # the class's maps and a target's copy
         seconds /= workers
