@@ -167,6 +167,24 @@ def test_shuffle_buffer_visits_each_selected_row_once_per_epoch(store_path):
     assert stats["bytes_read"] > 0
 
 
+@pytest.mark.parametrize("buffer_rows", [10, 64])  # streamed through a refilled buffer / read once and kept
+def test_shuffle_buffer_batches_hold_the_stored_rows(store_path, buffer_rows):
+    from actstore.interpret.topic_store import shuffled_batches
+
+    store = open_store(store_path)
+    arr = store.maps_array("layer3")
+    rows = np.sort(np.random.default_rng(1).choice(store.n_rows, 30, replace=False))
+    labels = np.arange(store.n_rows)
+    stats: dict = {}
+    batches = shuffled_batches(arr, rows, labels, batch_size=4, buffer_rows=buffer_rows, seed=0, stats=stats)
+    for epoch in range(3):
+        for x, y in batches(epoch):
+            assert x.dtype == np.float32 and len(x) == len(y) <= 4
+            np.testing.assert_array_equal(x, np.asarray(arr.oindex[y]).astype(np.float32))
+    per_epoch = len(rows) * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
+    assert stats["bytes_read"] == per_epoch * (1 if buffer_rows >= len(rows) else 3)
+
+
 def test_topic_on_a_store_through_the_models_head(tmp_path, with_trained):
     res = extract("demo-vgg", "digits:train", tmp_path / "t.zarr", catalog=tmp_path / "c.yaml", progress=False)
     cs = select(res.path, "random", 0.5)

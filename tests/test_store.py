@@ -126,3 +126,28 @@ def test_incomplete_store_is_refused_with_a_resume_hint(tmp_path: Path) -> None:
     zarr.open_group(str(tmp_path / "x.zarr.partial"), mode="w")
     with pytest.raises(errors.StoreIncompleteError, match="resume"):
         open_store(tmp_path / "x.zarr")
+
+
+def test_as_float32_equals_numpys_cast() -> None:
+    from actstore.store.convert import as_float32
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((5, 3, 4)) * 300).astype(np.float16)
+    x[0, 0, 0], x[1, 1, 1], x[2, 2, 2] = np.nan, np.inf, -np.inf
+    for given in (x, x[:, ::-1], x.astype(np.float64), x.astype(np.float32)):
+        got = as_float32(given)
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, given.astype(np.float32))
+    out = np.zeros((5, 3, 4), np.float32)
+    assert as_float32(x, out) is out
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+
+
+def test_cpu_forward_runs_in_slices_and_keeps_the_rows() -> None:
+    from actstore.extract.extractor import CPU_FORWARD_ROWS, forward_slices
+
+    x = torch.arange(21 * 2, dtype=torch.float32).reshape(21, 2)
+    parts = forward_slices(x, torch.device("cpu"))
+    assert [len(p) for p in parts] == [CPU_FORWARD_ROWS, CPU_FORWARD_ROWS, 21 - 2 * CPU_FORWARD_ROWS]
+    assert torch.equal(torch.cat(parts), x)
+    assert len(forward_slices(x, torch.device("meta"))) == 1  # an accelerator takes the whole batch

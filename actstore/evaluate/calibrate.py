@@ -172,11 +172,14 @@ def busy_warning(cal: dict[str, Any], model_keys: list[str]) -> str | None:
 
 
 def _forward_rate(probe: Any, size: int) -> float:
+    """Images per second through ``probe`` in the slices extraction passes it on this CPU."""
     import torch
 
-    x = torch.randn(8, 3, size, size)
+    from ..extract.extractor import forward_slices
+
+    x = torch.randn(16, 3, size, size)
     probe(x[:1])  # warm up (FX, allocator)
-    return 8 / _timed(lambda: probe(x))
+    return 16 / _timed(lambda: [probe(part) for part in forward_slices(x, torch.device("cpu"))])
 
 
 def _topic_step(head: Any, shape: tuple[int, int, int], n_classes: int) -> float:

@@ -23,6 +23,7 @@ import numpy as np
 from ..coresets.artifact import Coreset
 from ..errors import InterpretError, ParameterError
 from ..params import check_params
+from ..store.convert import as_float32
 from ..store.reader import ActivationStore
 from .features import Features
 
@@ -148,7 +149,7 @@ class Interpreter:
     # -- evaluation -----------------------------------------------------------------------------------
     def class_data(self, ctx: EvalContext, c: int, feats: list[Features]) -> ClassData:
         """Class ``c``'s validation data for every target's evaluation: by default its stored maps."""
-        return ClassData(c, np.asarray(ctx.val.maps_array(ctx.layer)[ctx.val.class_rows(c)], np.float32))
+        return ClassData(c, as_float32(ctx.val.maps_array(ctx.layer)[ctx.val.class_rows(c)]))
 
     def interpretation(self, features: Features, data: ClassData) -> Maps:
         """Z of class ``data.c`` under ``features``, per layer."""

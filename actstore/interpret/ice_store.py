@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import InterpretError
 from ..params import Integral, Interval
 from ..scheduler import dask_compute, local_cores, map_one_thread_each
+from ..store.convert import as_float32
 from ..store.reader import ActivationStore, open_store
 from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, make_features, no_progress, register,
                    rows_of, spatial_maps)
@@ -35,7 +36,7 @@ def _class_blocks(arr: Any, rows: np.ndarray, d: int, rows_per_block: int) -> An
     """A function starting a pass over ``arr[rows]`` as (rows·H·W, D) float32 blocks."""
     def blocks() -> Iterator[np.ndarray]:
         for i in range(0, len(rows), rows_per_block):
-            yield np.asarray(arr.oindex[rows[i:i + rows_per_block]], np.float32).reshape(-1, d)
+            yield as_float32(arr.oindex[rows[i:i + rows_per_block]]).reshape(-1, d)
     return blocks
 
 
@@ -97,7 +98,7 @@ def _fit_class(store: ActivationStore, arr: Any, c: int, per_target: list[np.nda
     union = np.unique(np.concatenate(per_target)) if per_target else np.empty(0, np.int64)
     if union.size == 0:
         return [None for _ in per_target]
-    shared = np.asarray(arr.oindex[union], np.float32) if union.size * h * w * d * 4 <= memory_limit else None
+    shared = as_float32(arr.oindex[union]) if union.size * h * w * d * 4 <= memory_limit else None
     out = []
     for rows in per_target:
         out.append(_fit_one(store, arr, c, rows, shared, union, ice_params) if rows.size else None)

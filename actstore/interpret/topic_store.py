@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InterpretError
 from ..params import Integral, Interval
+from ..store.convert import as_float32
 from ..store.reader import ActivationStore
 from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, make_features, no_progress, register,
                    spatial_maps, store_model_head)
@@ -30,43 +31,47 @@ def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size:
                      seed: int, stats: dict[str, float] | None = None) -> Callable[[int], Iterator[Any]]:
     """Minibatches of ``arr[rows]`` through a shuffle buffer: each epoch reads the chunks holding
     ``rows`` once, in a seeded random order, and shuffles ``buffer_rows`` rows at a time. A selection
-    that fits in the buffer is read once and kept: later epochs shuffle it again without reading."""
+    that fits in the buffer is read once and kept (as stored): later epochs shuffle it again without
+    reading. The buffer is allocated once and refilled, so memory stays flat and pages are not faulted
+    in again at every refill."""
     chunk = arr.chunks[0]
     by_chunk = {int(c): rows[rows // chunk == c] for c in np.unique(rows // chunk)}
     kept: dict[int, np.ndarray] | None = {} if len(rows) <= buffer_rows else None
+    room = min(len(rows), buffer_rows + max((len(p) for p in by_chunk.values()), default=0))
+    buf = np.empty((room, *arr.shape[1:]), np.float32)
 
-    def read(part: np.ndarray) -> np.ndarray:
+    def read(part: np.ndarray, out: np.ndarray) -> None:
         key = int(part[0] // chunk)
         if kept is not None and key in kept:
-            return kept[key]
+            as_float32(kept[key], out)
+            return
         t0 = time.perf_counter()
         contiguous = part[-1] - part[0] + 1 == part.size
-        x = np.asarray(arr[int(part[0]):int(part[-1]) + 1] if contiguous else arr.oindex[part], np.float32)
-        if not np.isfinite(x).all():
+        x = arr[int(part[0]):int(part[-1]) + 1] if contiguous else arr.oindex[part]
+        as_float32(x, out)
+        if not np.isfinite(out).all():
             raise InterpretError(f"maps hold NaN or Inf in rows {int(part[0])}..{int(part[-1])}")
         if stats is not None:
             stats["read_seconds"] = stats.get("read_seconds", 0.0) + time.perf_counter() - t0
             stats["bytes_read"] = stats.get("bytes_read", 0.0) + x.size * arr.dtype.itemsize
         if kept is not None:
             kept[key] = x
-        return x
 
     def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([seed, epoch])
-        buf_x: list[np.ndarray] = []
-        buf_y: list[np.ndarray] = []
+        filled, buf_y = 0, []
         order = rng.permutation(list(by_chunk))
         for pos, c in enumerate(order):
             part = by_chunk[int(c)]
-            buf_x.append(read(part))
+            read(part, buf[filled:filled + len(part)])
+            filled += len(part)
             buf_y.append(labels[part])
-            if sum(len(b) for b in buf_y) >= buffer_rows or pos == len(order) - 1:
-                X, Y = np.concatenate(buf_x), np.concatenate(buf_y)
-                perm = rng.permutation(len(X))
-                X, Y = X[perm], Y[perm]
-                for i in range(0, len(X), batch_size):
-                    yield X[i:i + batch_size], Y[i:i + batch_size]
-                buf_x, buf_y = [], []
+            if filled >= buffer_rows or pos == len(order) - 1:
+                perm = rng.permutation(filled)
+                Y = np.concatenate(buf_y)[perm]
+                for i in range(0, filled, batch_size):
+                    yield buf[perm[i:i + batch_size]], Y[i:i + batch_size]
+                filled, buf_y = 0, []
 
     return batches
 
