@@ -4,8 +4,10 @@ from another machine or version is not used (it is measured again, and the calle
 
 Generic costs (``measure``): float64 GEMM rate, ICE's HALS and NNLS cost per (row x channel x
 component x iteration), dgpruning's per-class cost, a VEBI solve, zarr decompression. Model costs
-(``model_costs``): images per second through the probe (layers and unit features), the head's
-cost per row, and a topic-model step on the model's layer (random weights: only time is measured).
+(``model_costs``): images per second through the probe (layers and unit features) and the head's
+cost per row. Interpreter costs (``interpreter_costs``): what an interpreter measures of its own work
+with the run's parameters, e.g. a topic-model step and its streaming from a store (random weights:
+only time is measured).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from ..atomic import atomic_write_text
 from ..config import home
 from ..progress import status
 
-__all__ = ["machine", "calibration", "model_costs", "model_key", "busy_warning", "CALIBRATION_FILE"]
+__all__ = ["machine", "calibration", "model_costs", "interpreter_costs", "model_key", "busy_warning",
+           "CALIBRATION_FILE"]
 
 CALIBRATION_FILE = "calibration.json"
+CALIBRATION_VERSION = 2  # what is measured and how: a cache of another version is measured again
 
 
 def machine() -> dict[str, Any]:
@@ -45,7 +49,7 @@ def machine() -> dict[str, Any]:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_GB": round(memory / 2**30, 1),
-            "cuda": torch.cuda.is_available(), "versions": {"actstore": __version__, "numpy": np.__version__,
+            "cuda": torch.cuda.is_available(), "versions": {"calibration": CALIBRATION_VERSION, "actstore": __version__, "numpy": np.__version__,
                                                             "torch": torch.__version__, "sklearn": sklearn.__version__}}
 
 
@@ -160,9 +164,10 @@ def _load_average() -> float:
         return 0.0
 
 
-def busy_warning(cal: dict[str, Any], model_keys: list[str]) -> str | None:
-    """A line saying the calibration ran on a busy machine (load at or above half the cores), else None."""
-    loads = [cal.get("load", 0.0), *(cal["models"].get(k, {}).get("load", 0.0) for k in model_keys)]
+def busy_warning(cal: dict[str, Any], used: list[dict[str, float]]) -> str | None:
+    """A line saying the calibration ran on a busy machine (load at or above half the cores), else None;
+    ``used``: the model and interpreter costs the estimate took (each records its load)."""
+    loads = [cal.get("load", 0.0), *(costs.get("load", 0.0) for costs in used)]
     cores = cal["machine"].get("cores") or 1
     if max(loads) < 0.5 * cores:
         return None
@@ -177,22 +182,9 @@ def _forward_rate(probe: Any, size: int) -> float:
 
     from ..extract.extractor import forward_slices
 
-    x = torch.randn(16, 3, size, size)
+    x = torch.randn(24, 3, size, size)
     probe(x[:1])  # warm up (FX, allocator)
-    return 16 / _timed(lambda: [probe(part) for part in forward_slices(x, torch.device("cpu"))])
-
-
-def _topic_step(head: Any, shape: tuple[int, int, int], n_classes: int) -> float:
-    """Seconds of one topic-model step (batch 64, 10 topics, hidden 64) through ``head`` on maps of ``shape``."""
-    from ..interpret.topic import TopicModel
-
-    rng = np.random.default_rng(0)
-    maps = np.abs(rng.standard_normal((64, *shape))).astype(np.float32)
-    labels = rng.integers(0, n_classes, 64)
-    model = TopicModel(head, n_topics=10, hidden=64, batch_size=64, training="steps", steps=1, device="cpu")
-    model.fit(maps, labels)
-    slow = TopicModel(head, n_topics=10, hidden=64, batch_size=64, training="steps", steps=4, device="cpu")
-    return max(1e-6, (_timed(lambda: slow.fit(maps, labels), 1) - _timed(lambda: model.fit(maps, labels), 1)) / 3)
+    return 24 / _timed(lambda: [probe(part) for part in forward_slices(x, torch.device("cpu"))], 3)
 
 
 def model_key(loaded: Any, layers: list[str], units: bool) -> str:
@@ -200,25 +192,65 @@ def model_key(loaded: Any, layers: list[str], units: bool) -> str:
     return f"{loaded.builder}|{loaded.input_size}|{len(layers)}|{int(units)}"
 
 
-def model_costs(cal: dict[str, Any], loaded: Any, layers: list[str], units: bool) -> dict[str, float]:
-    """A model's costs on this machine (cached in the calibration): images/s through the probe, the head's
-    seconds per row, one topic step's seconds; measured with the model's own shapes (its weights do not matter)."""
+def _phi(d: int) -> dict[str, float]:
+    """Φ's costs at width ``d``: its statistics per (row x d²), and per pair the SVD every α takes and the two
+    eigendecompositions any α < 1 adds."""
+    from .shape import ShapeStats
+
+    rng = np.random.default_rng(0)
+    X, Y = (np.maximum(rng.standard_normal((2000, d)), 0).astype(np.float32) for _ in range(2))
+    update = _timed(lambda: ShapeStats().update(X, Y))
+    stats = ShapeStats().update(X, Y)
+    svd = _timed(lambda: stats.distance(1.0))
+    spectra = _timed(lambda: ShapeStats().update(X, Y).distance(0.5)) - update - svd
+    return {"phi_width": d, "phi_s_per_row_d2": update / (2000 * d * d), "phi_svd_s": svd,
+            "phi_eigh_s": max(0.0, spectra)}
+
+
+def _model_parts(loaded: Any, layers: list[str], units: bool) -> tuple[Any, tuple[int, ...], Any]:
+    """The probe, the default layer's map shape (H, W, D) and the head after it."""
     import torch
 
     from ..extract.heads import model_head
     from ..extract.probe import Probe
 
+    probe = Probe(loaded, layers, units)
+    shape = probe.describe(torch.zeros(1, 3, loaded.input_size, loaded.input_size))[loaded.default_layer]
+    return probe, tuple(shape), model_head(loaded, loaded.default_layer)
+
+
+def _save(cal: dict[str, Any]) -> None:
+    atomic_write_text(home() / CALIBRATION_FILE, json.dumps(cal, indent=1), what="the calibration")
+
+
+def model_costs(cal: dict[str, Any], loaded: Any, layers: list[str], units: bool) -> dict[str, float]:
+    """A model's costs on this machine (cached in the calibration): images/s through the probe and the head's
+    seconds per row, measured with the model's own shapes (its weights do not matter)."""
     key = model_key(loaded, layers, units)
     if key in cal["models"]:
         return cal["models"][key]
-    probe = Probe(loaded, layers, units)
-    shape = probe.describe(torch.zeros(1, 3, loaded.input_size, loaded.input_size))[loaded.default_layer]
-    head = model_head(loaded, loaded.default_layer)
+    probe, shape, head = _model_parts(loaded, layers, units)
     maps = np.abs(np.random.default_rng(0).standard_normal((256, *shape))).astype(np.float32)
     load = _load_average()
     costs = {"images_per_s": _forward_rate(probe, loaded.input_size),
-             "head_s_per_row": _timed(lambda: head.logits(maps)) / 256,
-             "topic_step_s": _topic_step(head, shape, loaded.num_classes), "load": load}
+             "head_s_per_row": _timed(lambda: head.logits(maps)) / 256, **_phi(shape[-1]), "load": load}
     cal["models"][key] = costs
-    atomic_write_text(home() / CALIBRATION_FILE, json.dumps(cal, indent=1), what="the calibration")
+    _save(cal)
     return costs
+
+
+def interpreter_costs(cal: dict[str, Any], loaded: Any, layers: list[str], units: bool, interp: Any,
+                      params: dict[str, Any]) -> dict[str, float]:
+    """What an interpreter measures of its own work on a model's maps with the run's parameters
+    (``Interpreter.measure_costs``; cached per model, interpreter and those parameters); {} when it measures
+    nothing."""
+    if not interp.cost_params:
+        return {}
+    key = "|".join([model_key(loaded, layers, units), interp.name,
+                    *(f"{k}={params[k]}" for k in interp.cost_params)])
+    if key not in cal["models"]:
+        _, shape, head = _model_parts(loaded, layers, units)
+        load = _load_average()
+        cal["models"][key] = {**interp.measure_costs(head, shape, loaded.num_classes, params), "load": load}
+        _save(cal)
+    return cal["models"][key]

@@ -9,8 +9,10 @@ the ρ grid) times per-unit costs measured on this machine (:mod:`.calibrate`). 
   codec's ratio on ReLU maps;
 - select: dgpruning ~ n_c² · D per class (its kNN Gram), the others ~ n_c · D;
 - interpret: each interpreter's own cost model (``Interpreter.fit_cost``: ICE iterations x rows·H·W x D x k,
-  VEBI rows · P² per target plus its solves, the topic model's steps x one step's cost);
-- evaluate, per class and target: Φ's statistics on the maps, the head on the class's rows, and what the
+  VEBI rows · P² per target plus its solves, the topic model's steps x one step's cost at the run's
+  batch, topics and hidden width, streaming included);
+- evaluate, per class and target: Φ's statistics on Z (rows x width², measured) and its SVD and
+  eigendecompositions (width³, measured at the layer's width), the head on the class's rows, and what the
   interpreter adds (``Interpreter.eval_cost``: ICE's transform, VEBI's ablation through the model).
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from ..catalog import Catalog
 from ..interpret.base import Shapes, get_interpreter
-from .calibrate import busy_warning, calibration, model_costs, model_key
+from .calibrate import busy_warning, calibration, interpreter_costs, model_costs
 from .config import ExperimentConfig
 from .plan import GridPlan, ModelPlan, fit_params, plan_grid
 
@@ -100,7 +102,10 @@ def _evaluate(plan: GridPlan, model: str, method: str, costs: dict[str, float]) 
     n_targets = len(plan.targets[(model, method)])
     val_rows = plan.class_rows(model, "val")
     n = sum(val_rows)
-    phi = 4 * n * hw * d * d * n_targets / (costs["gemm_gflops"] * 1e9)  # C_xx, C_yy (syrk), C_xy per target
+    width = interp.z_width(_shapes(plan, model), fit_params(cfg, interp, 0))
+    per_pair = (len(cfg.alphas) * costs["phi_svd_s"] + costs["phi_eigh_s"] * any(a < 1 for a in cfg.alphas)
+                ) * (width / costs["phi_width"]) ** 3
+    phi = n_targets * (n * hw * width**2 * costs["phi_s_per_row_d2"] + len(val_rows) * per_pair)
     own = interp.eval_cost(_shapes(plan, model), val_rows, n_targets, fit_params(cfg, interp, 0), costs,
                            cfg.vebi_all_layers)
     return Stage("evaluate", model, f"{method}: {len(val_rows)} classes x {n_targets} targets x {len(cfg.alphas)} α",
@@ -113,19 +118,24 @@ def estimate(cfg: ExperimentConfig, cat: Catalog, refresh: bool = False) -> dict
     plan = plan_grid(cfg, cat)
     cal = calibration(refresh)
     stages: list[Stage] = []
-    keys = []
+    used = []
     for model, mp in plan.models.items():
-        mc = model_costs(cal, mp.train.loaded, [s.name for s in mp.train.spec.layers], True)
-        keys.append(model_key(mp.train.loaded, [s.name for s in mp.train.spec.layers], True))
+        layers = [s.name for s in mp.train.spec.layers]
+        mc = model_costs(cal, mp.train.loaded, layers, True)
         stages += _extract(mp, mc)
         stages.append(_select(plan, model, cal["costs"]))
-        costs = {**cal["costs"], **mc}
-        stages += [_interpret(plan, model, method, costs) for method in cfg.interpreters]
-        stages += [_evaluate(plan, model, method, costs) for method in cfg.interpreters]
+        used.append(mc)
+        own = {}
+        for method in cfg.interpreters:
+            interp = get_interpreter(method)
+            own[method] = interpreter_costs(cal, mp.train.loaded, layers, True, interp, fit_params(cfg, interp, 0))
+            used.append(own[method])
+            stages.append(_interpret(plan, model, method, {**cal["costs"], **mc, **own[method]}))
+        stages += [_evaluate(plan, model, m, {**cal["costs"], **mc, **own[m]}) for m in cfg.interpreters]
     total = {"seconds": sum(s.seconds for s in stages), "disk_MB": sum(s.disk_MB for s in stages),
              "peak_MB": max(s.peak_MB for s in stages)}
     return {"stages": [asdict(s) for s in stages], "total": total, "machine": cal["machine"],
-            "calibrated": cal["created"], "warning": busy_warning(cal, keys)}
+            "calibrated": cal["created"], "warning": busy_warning(cal, used)}
 
 
 def _clock(seconds: float) -> str:

@@ -86,6 +86,7 @@ class Interpreter:
     needs_unit_maps: ClassVar[bool] = False  # evaluated on the maps of every ReLU call its units live in
     label: ClassVar[str] = ""  # how reports name it
     accuracy_protocol: ClassVar[str] = ""  # what its accuracy measures, in words, for reports
+    cost_params: ClassVar[tuple[str, ...]] = ()  # parameters ``measure_costs`` depends on (none: it measures nothing)
 
     # -- parameters -----------------------------------------------------------------------------------
     def estimator_defaults(self) -> dict[str, Any]:
@@ -189,6 +190,16 @@ class Interpreter:
                  ) -> tuple[float, float, float]:
         """(seconds, peak MB, disk MB) of fitting ``targets`` (each: its rows per class); unknown: zeros."""
         return 0.0, 0.0, 0.0
+
+    def z_width(self, shapes: Shapes, params: dict[str, Any]) -> int:
+        """Channels of the interpretation maps Z that Φ compares (the layer's by default)."""
+        return shapes.channels
+
+    def measure_costs(self, head: Any, shape: tuple[int, ...], n_classes: int, params: dict[str, Any]
+                      ) -> dict[str, float]:
+        """Per-unit costs of this interpreter's own work on maps of ``shape`` (H, W, D) through ``head``, with
+        ``params`` (only ``cost_params`` matter), measured on this machine for ``fit_cost``; none by default."""
+        return {}
 
     def eval_cost(self, shapes: Shapes, val_rows: list[int], n_targets: int, params: dict[str, Any],
                   costs: dict[str, float], all_layers: bool) -> float:

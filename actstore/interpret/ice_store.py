@@ -26,7 +26,6 @@ from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, ma
 from .features import Features
 from .ice import EXACT_SVD_MAX_D, ICE
 
-ICE_ITERATIONS = 100  # typical HALS iterations to the reference's tolerance on ReLU maps (cost estimates)
 NNLS_ITERATIONS = 30  # typical iterations of its transform
 
 __all__ = ["ICEInterpreter"]
@@ -204,12 +203,13 @@ class ICEInterpreter(Interpreter):
 
     def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
                  ) -> tuple[float, float, float]:
-        """HALS iterations x (rows · H · W) x D x k per class and target, the classes shared among the
-        workers ``fit`` would use; each holds one class's maps and a target's copy."""
+        """``max_iter`` HALS iterations x (rows · H · W) x D x k per class and target, the classes shared among
+        the workers ``fit`` would use; each holds one class's maps and a target's copy. ``max_iter`` is a
+        bound: a fit that converges sooner costs less (on ImageNet-shaped maps most run to it)."""
         hw, d, k = shapes.height * shapes.width, shapes.channels, params["n_components"]
         largest = 4 * max(shapes.class_rows) * hw * d
         workers = _workers_for(largest, len(shapes.class_rows), params["memory_limit"])
-        seconds = sum(ICE_ITERATIONS * costs["ice_s_per_elem_iter"] * n * hw * d * k for rows in targets for n in rows)
+        seconds = sum(params["max_iter"] * costs["ice_s_per_elem_iter"] * n * hw * d * k for rows in targets for n in rows)
         peak = workers * 2 * min(largest, params["memory_limit"]) / 2**20  # the class's maps and a target's copy
         seconds /= workers
         return seconds, peak, len(targets) * 4 * k * d * len(shapes.class_rows) / 2**20

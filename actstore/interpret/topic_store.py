@@ -19,6 +19,7 @@ from ..errors import InterpretError
 from ..params import Integral, Interval
 from ..store.convert import as_float32
 from ..store.reader import ActivationStore
+from ..store.schema import choose_block_rows, codecs_for
 from .base import (ClassData, EvalContext, Interpreter, Maps, Shapes, Target, make_features, no_progress, register,
                    spatial_maps, store_model_head)
 from .features import Features
@@ -74,6 +75,36 @@ def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size:
                 filled, buf_y = 0, []
 
     return batches
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    """The faster of two runs of ``fn()``: the machine's cost, not its noise."""
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _stream_cost(shape: tuple[int, ...], batch: int, buffer_rows: int) -> float:
+    """Seconds per stored MB of one epoch of ``shuffled_batches`` over float16 ReLU maps of ``shape`` in a
+    temporary zarr array laid out as a store lays out its maps (about 64 MB)."""
+    import tempfile
+
+    import zarr
+
+    row_bytes = 2 * int(np.prod(shape))
+    rows = max(4 * batch, 64 * 2**20 // row_bytes)
+    chunk = choose_block_rows(row_bytes, rows)
+    data = np.maximum(np.random.default_rng(0).standard_normal((rows, *shape)), 0).astype(np.float16)
+    with tempfile.TemporaryDirectory() as tmp:
+        arr = zarr.create_array(f"{tmp}/maps.zarr", shape=data.shape, chunks=(chunk, *shape), dtype="float16",
+                                **codecs_for("float16"))
+        arr[:] = data
+        epoch = shuffled_batches(arr, np.arange(rows), np.zeros(rows, np.int64), batch,
+                                 min(buffer_rows, rows // 2), 0)
+        return _seconds(lambda: sum(1 for _ in epoch(0))) / (data.nbytes / 1e6)
 
 
 @register
@@ -144,16 +175,45 @@ class TopicInterpreter(Interpreter):
     def fit_record(self, features: Features, c: int) -> tuple[int, bool]:
         return int(features.meta["n_iter"]), bool(features.meta["converged"])
 
+    def z_width(self, shapes: Shapes, params: dict[str, Any]) -> int:
+        return int(params["n_topics"])
+
+    def eval_cost(self, shapes: Shapes, val_rows: list[int], n_targets: int, params: dict[str, Any],
+                  costs: dict[str, float], all_layers: bool) -> float:
+        """Topic scores and the maps rebuilt from them, per target: about one optimiser step's work per row."""
+        return sum(val_rows) * n_targets * costs["topic_step_s"] / params["batch_size"]
+
+    cost_params = ("batch_size", "n_topics", "hidden", "top_k", "buffer_rows", "device")
+
+    def measure_costs(self, head: Any, shape: tuple[int, ...], n_classes: int, params: dict[str, Any]
+                      ) -> dict[str, float]:
+        """One optimiser step's seconds at the run's batch, topics and hidden width (maps in memory), and the
+        seconds per stored MB of streaming float16 maps from a zarr array through the shuffle buffer."""
+        rng = np.random.default_rng(0)
+        batch = params["batch_size"]
+        maps = np.abs(rng.standard_normal((batch, *shape))).astype(np.float32)
+        labels = rng.integers(0, n_classes, batch)
+
+        def fit(steps: int) -> float:
+            model = TopicModel(head=head, **{**self.estimator_params(params), "training": "steps", "steps": steps})
+            return _seconds(lambda: model.fit(maps, labels))
+
+        fit(1)  # warm up
+        step = max(1e-6, (fit(6) - fit(2)) / 4)
+        return {"topic_step_s": step, "topic_stream_s_per_MB": _stream_cost(shape, batch, params["buffer_rows"])}
+
     def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
                  ) -> tuple[float, float, float]:
-        """Optimiser steps x one step's cost (calibrated at batch 64, 10 topics, g of 64), scaled by the work per
-        position; a shuffle buffer of maps in memory."""
-        d = shapes.channels
-        def work(m: int, h: int) -> float:
-            return 2 * d * m + m * h + h * d
-        batches = [-(-(shapes.n_rows if params["training"] == "steps" else sum(rows)) // params["batch_size"])
-                   for rows in targets]
-        steps = sum(int(params["steps"] or params["epochs"] * b) for b in batches)
-        scale = params["batch_size"] / 64 * work(params["n_topics"], params["hidden"]) / work(10, 64)
-        buffer = 4 * params["buffer_rows"] * shapes.height * shapes.width * d / 2**20
-        return steps * costs["topic_step_s"] * scale, buffer, len(targets) * 4 * d * params["n_topics"] / 2**20
+        """Per target: optimiser steps x one step's measured cost, plus streaming its maps (every step's batch;
+        once when the selection fits in the shuffle buffer); the buffer of float32 maps in memory."""
+        row_MB = 2 * shapes.height * shapes.width * shapes.channels / 1e6  # float16 maps
+        batch, seconds = params["batch_size"], 0.0
+        for rows in targets:
+            n = sum(rows)
+            per_epoch = -(-(shapes.n_rows if params["training"] == "steps" else n) // batch)
+            steps = int(params["steps"] or params["epochs"] * per_epoch)
+            streamed = n if n <= params["buffer_rows"] else steps * batch
+            seconds += steps * costs["topic_step_s"] + streamed * row_MB * costs["topic_stream_s_per_MB"]
+        buffer = 4 * params["buffer_rows"] * shapes.height * shapes.width * shapes.channels / 2**20
+        return seconds, buffer, len(targets) * 4 * shapes.channels * params["n_topics"] / 2**20
+

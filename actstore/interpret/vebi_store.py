@@ -311,6 +311,10 @@ class VEBIInterpreter(Interpreter):
         read = shapes.n_rows * 4 * p / 2**20 / costs["read_MBps"] if targets else 0.0
         return gemm + solves + read, 8 * p * p * (len(targets) + 1) / 2**20, len(targets) * 8 * p * 1000 / 2**20
 
+    def z_width(self, shapes: Shapes, params: dict[str, Any]) -> int:
+        """Z keeps a class's relevant units: its unit budget, or about one at the default μ (measured)."""
+        return int(params["units_per_class"] or 1)
+
     def eval_cost(self, shapes: Shapes, val_rows: list[int], n_targets: int, params: dict[str, Any],
                   costs: dict[str, float], all_layers: bool) -> float:
         """The all-layers ablation: the model over every class's images per target, and the two baselines."""
