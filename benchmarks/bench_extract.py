@@ -1,7 +1,9 @@
 """Extraction benchmark: prints one JSON object.
 
 - throughput of ``extract`` against a bare forward pass of the same model over the same batches
-  with the same hooks (layers + VEBI ReLU energies) but no storage, run side by side, alternating;
+  with the same hooks (layers + VEBI ReLU energies) but no storage, run side by side, alternating:
+  the whole batch at once (what a hand-written loop does) and in the slices extract passes a CPU
+  (``CPU_FORWARD_ROWS``: the storage's own overhead);
 - peak RSS of extracting N and 4N rows, each in a fresh process (flat in N is the goal);
 - store bytes per row, and read throughput of ``pooled`` and ``maps`` for one class next to a
   plain numpy copy of an in-memory array of the same size.
@@ -25,12 +27,14 @@ import numpy as np
 import torch
 
 
-def _bare_forward(model: str, spec: str, layers: list[str] | None, batch_size: int, block_rows: int) -> float:
-    """The same batches and hooks as extract, with the outputs dropped: seconds."""
+def _bare_forward(model: str, spec: str, layers: list[str] | None, batch_size: int, block_rows: int,
+                  sliced: bool = False) -> float:
+    """The same batches and hooks as extract, with the outputs dropped (``sliced``: in extract's CPU slices):
+    seconds."""
     from torch.utils.data import DataLoader
 
     from actstore.extract.datasets import collate_rows, resolve_dataset
-    from actstore.extract.extractor import _BlockBatches
+    from actstore.extract.extractor import _BlockBatches, forward_slices
     from actstore.extract.models import load_model
     from actstore.extract.probe import Probe
 
@@ -43,7 +47,8 @@ def _bare_forward(model: str, spec: str, layers: list[str] | None, batch_size: i
                         batch_sampler=_BlockBatches(list(range(n_blocks)), block_rows, source.n, batch_size))
     start = time.perf_counter()
     for images, _, _ in loader:
-        probe(images)
+        for part in forward_slices(images, torch.device("cpu")) if sliced else (images,):
+            probe(part)
     return time.perf_counter() - start
 
 
@@ -102,7 +107,7 @@ def main() -> None:
     spec = f"synthetic:n={args.n},classes={args.classes},size={args.size},seed=0"
     tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
-        ours, loops, bare = [], [], []
+        ours, loops, bare, sliced = [], [], [], []
         _bare_forward(args.model, spec, None, args.batch_size, args.block_rows)  # warm-up
         for i in range(args.repeats):
             out = tmp / f"run{i}" / "s.zarr"
@@ -111,6 +116,7 @@ def main() -> None:
             ours.append(total)
             loops.append(loop)
             bare.append(_bare_forward(args.model, spec, None, args.batch_size, args.block_rows))
+            sliced.append(_bare_forward(args.model, spec, None, args.batch_size, args.block_rows, sliced=True))
         store_path = tmp / "run0" / "s.zarr"
         on_disk = sum(f.stat().st_size for f in store_path.rglob("*") if f.is_file())
         small_spec = f"synthetic:n={args.n // 4},classes={args.classes},size={args.size},seed=0"
@@ -124,6 +130,8 @@ def main() -> None:
             "extract_images_per_s": round(args.n / min(loops), 1),
             "bare_forward_images_per_s": round(args.n / min(bare), 1),
             "throughput_ratio_vs_bare": round(min(bare) / min(loops), 3),
+            "bare_sliced_images_per_s": round(args.n / min(sliced), 1),
+            "throughput_ratio_vs_sliced_bare": round(min(sliced) / min(loops), 3),
             "end_to_end_ratio_vs_bare": round(min(bare) / min(ours), 3),
             "setup_and_finalize_seconds": round(min(ours) - min(loops), 2),
             "peak_rss_MB_n": round(rss_small, 1), "peak_rss_MB_4n": round(rss_large, 1),

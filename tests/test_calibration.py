@@ -24,20 +24,25 @@ def _shapes():
 
 
 def test_topic_cost_is_steps_times_the_measured_step_plus_what_it_streams():
-    """Restated by hand: steps from the training rule, streaming every batch unless the selection fits the buffer."""
+    """Restated by hand: steps from the training rule; every pass decompresses the chunks a selection touches
+    (here one chunk of all 500 rows), once when the selection fits the buffer, at every epoch's worth of steps
+    when it does not."""
     from actstore.interpret.base import get_interpreter
 
     topic = get_interpreter("topic")
     costs = {"topic_step_s": 0.5, "topic_stream_s_per_MB": 2.0}
     params = {**topic.defaults(), "batch_size": 64, "epochs": 3, "training": "steps", "buffer_rows": 100}
-    row_MB = 2 * 2 * 3 * 8 / 1e6
+    chunk_MB = 500 * 2 * 2 * 3 * 8 / 1e6
     small, full = [30, 20], [300, 200]  # a coreset that fits the buffer (read once), the full data (streamed)
     steps = 3 * -(-500 // 64)  # "steps": every target gets the full data's steps
     seconds, _, _ = topic.fit_cost(_shapes(), [small, full], params, costs)
-    assert seconds == pytest.approx(2 * steps * 0.5 + (50 + steps * 64) * row_MB * 2.0)
+    assert seconds == pytest.approx(2 * steps * 0.5 + (1 + steps * 64 / 500) * chunk_MB * 2.0)
     params["training"] = "epochs"
-    seconds, _, _ = topic.fit_cost(_shapes(), [small], params, costs)
-    assert seconds == pytest.approx(3 * 1 * 0.5 + 50 * row_MB * 2.0)
+    seconds, _, _ = topic.fit_cost(_shapes(), [small, full], params, costs)
+    full_steps = 3 * (-(-500 // 64) + 4)  # a short batch at each of the 5 buffer refills
+    assert seconds == pytest.approx((3 * 1 + full_steps) * 0.5 + (1 + full_steps * 64 / 500) * chunk_MB * 2.0)
+    params["steps"] = 7  # only "steps" training takes a step budget
+    assert topic.fit_cost(_shapes(), [small, full], params, costs)[0] == pytest.approx(seconds)
 
 
 def test_ice_cost_runs_to_max_iter():

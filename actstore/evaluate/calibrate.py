@@ -3,11 +3,11 @@
 from another machine or version is not used (it is measured again, and the caller is told why).
 
 Generic costs (``measure``): float64 GEMM rate, ICE's HALS and NNLS cost per (row x channel x
-component x iteration), dgpruning's per-class cost, a VEBI solve, zarr decompression. Model costs
-(``model_costs``): images per second through the probe (layers and unit features) and the head's
-cost per row. Interpreter costs (``interpreter_costs``): what an interpreter measures of its own work
-with the run's parameters, e.g. a topic-model step and its streaming from a store (random weights:
-only time is measured).
+component x iteration), dgpruning's per-class cost, a VEBI solve, zarr decompression; Φ's costs at
+a width (``phi_costs``). Model costs (``model_costs``): images per second through the probe in the
+slices extraction uses (layers and unit features) and the head's cost per row. Interpreter costs
+(``interpreter_costs``): what an interpreter measures of its own work with the run's parameters, e.g.
+a topic-model step and its streaming from a store (random weights: only time is measured).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from ..atomic import atomic_write_text
 from ..config import home
 from ..progress import status
 
-__all__ = ["machine", "calibration", "model_costs", "interpreter_costs", "model_key", "busy_warning",
-           "CALIBRATION_FILE"]
+__all__ = ["machine", "calibration", "model_costs", "interpreter_costs", "phi_costs", "model_key",
+           "busy_warning", "CALIBRATION_FILE"]
 
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_VERSION = 2  # what is measured and how: a cache of another version is measured again
@@ -177,14 +177,28 @@ def busy_warning(cal: dict[str, Any], used: list[dict[str, float]]) -> str | Non
 
 
 def _forward_rate(probe: Any, size: int) -> float:
-    """Images per second through ``probe`` in the slices extraction passes it on this CPU."""
+    """Images per second through ``probe`` as extraction runs it: on the device ``auto`` picks, in the slices
+    a CPU takes or the whole default batch on an accelerator (the probe is back on the CPU afterwards)."""
     import torch
 
+    from ..device import resolve_device
     from ..extract.extractor import forward_slices
 
-    x = torch.randn(24, 3, size, size)
-    probe(x[:1])  # warm up (FX, allocator)
-    return 24 / _timed(lambda: [probe(part) for part in forward_slices(x, torch.device("cpu"))], 3)
+    dev = resolve_device("auto")
+    x = torch.randn(24 if dev.type == "cpu" else 64, 3, size, size, device=dev)
+
+    def run() -> None:
+        for part in forward_slices(x, dev):
+            probe(part)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    try:
+        probe.to(dev)
+        probe(x[:1])  # warm up (FX, allocator)
+        return len(x) / _timed(run, 3)
+    finally:
+        probe.to("cpu")
 
 
 def model_key(loaded: Any, layers: list[str], units: bool) -> str:
@@ -192,19 +206,23 @@ def model_key(loaded: Any, layers: list[str], units: bool) -> str:
     return f"{loaded.builder}|{loaded.input_size}|{len(layers)}|{int(units)}"
 
 
-def _phi(d: int) -> dict[str, float]:
-    """Φ's costs at width ``d``: its statistics per (row x d²), and per pair the SVD every α takes and the two
-    eigendecompositions any α < 1 adds."""
+def phi_costs(cal: dict[str, Any], width: int) -> dict[str, float]:
+    """Φ's costs at Z's ``width`` (cached per width): its statistics per (row x width²), and per pair the SVD
+    every α takes and the two eigendecompositions any α < 1 adds."""
     from .shape import ShapeStats
 
-    rng = np.random.default_rng(0)
-    X, Y = (np.maximum(rng.standard_normal((2000, d)), 0).astype(np.float32) for _ in range(2))
-    update = _timed(lambda: ShapeStats().update(X, Y))
-    stats = ShapeStats().update(X, Y)
-    svd = _timed(lambda: stats.distance(1.0))
-    spectra = _timed(lambda: ShapeStats().update(X, Y).distance(0.5)) - update - svd
-    return {"phi_width": d, "phi_s_per_row_d2": update / (2000 * d * d), "phi_svd_s": svd,
-            "phi_eigh_s": max(0.0, spectra)}
+    cached = cal.setdefault("phi", {})
+    if str(width) not in cached:
+        rng = np.random.default_rng(0)
+        X, Y = (np.maximum(rng.standard_normal((2000, width), np.float32), 0) for _ in range(2))
+        update = _timed(lambda: ShapeStats().update(X, Y))
+        stats = ShapeStats().update(X, Y)
+        svd = _timed(lambda: stats.distance(1.0))
+        spectra = _timed(lambda: ShapeStats().update(X, Y).distance(0.5)) - update - svd
+        cached[str(width)] = {"phi_s_per_row_d2": update / (2000 * width * width), "phi_svd_s": svd,
+                              "phi_eigh_s": max(0.0, spectra)}
+        _save(cal)
+    return cached[str(width)]
 
 
 def _model_parts(loaded: Any, layers: list[str], units: bool) -> tuple[Any, tuple[int, ...], Any]:
@@ -232,8 +250,8 @@ def model_costs(cal: dict[str, Any], loaded: Any, layers: list[str], units: bool
     probe, shape, head = _model_parts(loaded, layers, units)
     maps = np.abs(np.random.default_rng(0).standard_normal((256, *shape))).astype(np.float32)
     load = _load_average()
-    costs = {"images_per_s": _forward_rate(probe, loaded.input_size),
-             "head_s_per_row": _timed(lambda: head.logits(maps)) / 256, **_phi(shape[-1]), "load": load}
+    head_s = _timed(lambda: head.logits(maps)) / 256
+    costs = {"images_per_s": _forward_rate(probe, loaded.input_size), "head_s_per_row": head_s, "load": load}
     cal["models"][key] = costs
     _save(cal)
     return costs

@@ -11,8 +11,8 @@ the ρ grid) times per-unit costs measured on this machine (:mod:`.calibrate`). 
 - interpret: each interpreter's own cost model (``Interpreter.fit_cost``: ICE iterations x rows·H·W x D x k,
   VEBI rows · P² per target plus its solves, the topic model's steps x one step's cost at the run's
   batch, topics and hidden width, streaming included);
-- evaluate, per class and target: Φ's statistics on Z (rows x width², measured) and its SVD and
-  eigendecompositions (width³, measured at the layer's width), the head on the class's rows, and what the
+- evaluate, per class and target: Φ's statistics on Z (rows x width²) and its SVD and
+  eigendecompositions, measured at Z's width (``Interpreter.z_width``), the head on the class's rows, and what the
   interpreter adds (``Interpreter.eval_cost``: ICE's transform, VEBI's ablation through the model).
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..catalog import Catalog
 from ..interpret.base import Shapes, get_interpreter
-from .calibrate import busy_warning, calibration, interpreter_costs, model_costs
+from .calibrate import busy_warning, calibration, interpreter_costs, model_costs, phi_costs
 from .config import ExperimentConfig
 from .plan import GridPlan, ModelPlan, fit_params, plan_grid
 
@@ -93,7 +93,7 @@ def _interpret(plan: GridPlan, model: str, method: str, costs: dict[str, float])
                  seconds, disk, 500 + peak, note)
 
 
-def _evaluate(plan: GridPlan, model: str, method: str, costs: dict[str, float]) -> Stage:
+def _evaluate(plan: GridPlan, model: str, method: str, costs: dict[str, float], cal: dict[str, Any]) -> Stage:
     """Per class and target: Φ's statistics on the interpretation maps, the head on the class's rows, and what
     the interpreter adds (ICE's transform, VEBI's ablation through the model)."""
     cfg, interp = plan.cfg, get_interpreter(method)
@@ -103,9 +103,9 @@ def _evaluate(plan: GridPlan, model: str, method: str, costs: dict[str, float]) 
     val_rows = plan.class_rows(model, "val")
     n = sum(val_rows)
     width = interp.z_width(_shapes(plan, model), fit_params(cfg, interp, 0))
-    per_pair = (len(cfg.alphas) * costs["phi_svd_s"] + costs["phi_eigh_s"] * any(a < 1 for a in cfg.alphas)
-                ) * (width / costs["phi_width"]) ** 3
-    phi = n_targets * (n * hw * width**2 * costs["phi_s_per_row_d2"] + len(val_rows) * per_pair)
+    pc = phi_costs(cal, width)
+    per_pair = len(cfg.alphas) * pc["phi_svd_s"] + pc["phi_eigh_s"] * any(a < 1 for a in cfg.alphas)
+    phi = n_targets * (n * hw * width**2 * pc["phi_s_per_row_d2"] + len(val_rows) * per_pair)
     own = interp.eval_cost(_shapes(plan, model), val_rows, n_targets, fit_params(cfg, interp, 0), costs,
                            cfg.vebi_all_layers)
     return Stage("evaluate", model, f"{method}: {len(val_rows)} classes x {n_targets} targets x {len(cfg.alphas)} α",
@@ -131,7 +131,7 @@ def estimate(cfg: ExperimentConfig, cat: Catalog, refresh: bool = False) -> dict
             own[method] = interpreter_costs(cal, mp.train.loaded, layers, True, interp, fit_params(cfg, interp, 0))
             used.append(own[method])
             stages.append(_interpret(plan, model, method, {**cal["costs"], **mc, **own[method]}))
-        stages += [_evaluate(plan, model, m, {**cal["costs"], **mc, **own[m]}) for m in cfg.interpreters]
+        stages += [_evaluate(plan, model, m, {**cal["costs"], **mc, **own[m]}, cal) for m in cfg.interpreters]
     total = {"seconds": sum(s.seconds for s in stages), "disk_MB": sum(s.disk_MB for s in stages),
              "peak_MB": max(s.peak_MB for s in stages)}
     return {"stages": [asdict(s) for s in stages], "total": total, "machine": cal["machine"],

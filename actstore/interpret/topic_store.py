@@ -33,13 +33,12 @@ def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size:
     """Minibatches of ``arr[rows]`` through a shuffle buffer: each epoch reads the chunks holding
     ``rows`` once, in a seeded random order, and shuffles ``buffer_rows`` rows at a time. A selection
     that fits in the buffer is read once and kept (as stored): later epochs shuffle it again without
-    reading. The buffer is allocated once and refilled, so memory stays flat and pages are not faulted
-    in again at every refill."""
+    reading. An epoch allocates its buffer once and refills it, so memory stays flat and pages are not
+    faulted in again at every refill."""
     chunk = arr.chunks[0]
     by_chunk = {int(c): rows[rows // chunk == c] for c in np.unique(rows // chunk)}
     kept: dict[int, np.ndarray] | None = {} if len(rows) <= buffer_rows else None
     room = min(len(rows), buffer_rows + max((len(p) for p in by_chunk.values()), default=0))
-    buf = np.empty((room, *arr.shape[1:]), np.float32)
 
     def read(part: np.ndarray, out: np.ndarray) -> None:
         key = int(part[0] // chunk)
@@ -60,6 +59,7 @@ def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size:
 
     def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rng = np.random.default_rng([seed, epoch])
+        buf = np.empty((room, *arr.shape[1:]), np.float32)  # refilled within the epoch, one per pass
         filled, buf_y = 0, []
         order = rng.permutation(list(by_chunk))
         for pos, c in enumerate(order):
@@ -75,6 +75,12 @@ def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size:
                 filled, buf_y = 0, []
 
     return batches
+
+
+def epoch_steps(n: int, batch_size: int, buffer_rows: int) -> int:
+    """Optimiser steps of one epoch over ``n`` rows, at most: each refill of the shuffle buffer (all but the
+    last hold at least ``buffer_rows``) ends with its own, possibly short, batch."""
+    return -(-n // batch_size) + max(0, -(-n // buffer_rows) - 1)
 
 
 def _seconds(fn: Callable[[], Any]) -> float:
@@ -97,7 +103,7 @@ def _stream_cost(shape: tuple[int, ...], batch: int, buffer_rows: int) -> float:
     row_bytes = 2 * int(np.prod(shape))
     rows = max(4 * batch, 64 * 2**20 // row_bytes)
     chunk = choose_block_rows(row_bytes, rows)
-    data = np.maximum(np.random.default_rng(0).standard_normal((rows, *shape)), 0).astype(np.float16)
+    data = np.maximum(np.random.default_rng(0).standard_normal((rows, *shape), np.float32), 0).astype(np.float16)
     with tempfile.TemporaryDirectory() as tmp:
         arr = zarr.create_array(f"{tmp}/maps.zarr", shape=data.shape, chunks=(chunk, *shape), dtype="float16",
                                 **codecs_for("float16"))
@@ -132,7 +138,8 @@ class TopicInterpreter(Interpreter):
         if params["training"] == "steps":
             return int(steps or 0) * len(targets), "optimiser steps"
         rows = [store.n_rows if t is None else t.n for t in targets]
-        return sum(params["epochs"] * -(-n // params["batch_size"]) for n in rows), "optimiser steps"
+        return (sum(params["epochs"] * epoch_steps(n, params["batch_size"], params["buffer_rows"]) for n in rows),
+                "optimiser steps")
 
     def fit(self, store: ActivationStore, targets: list[Target], *, layer: str | None, scheduler: str | None,
             params: dict[str, Any], progress: Callable[..., None] = no_progress) -> list[Features]:
@@ -150,7 +157,7 @@ class TopicInterpreter(Interpreter):
             model.fit_batches(shuffled_batches(arr, rows, store.labels, model.batch_size, params["buffer_rows"],
                                                model.random_state, stats), arr.shape[-1], progress)
             planned = self.work(store, [target], params)[0]
-            if planned > model.n_iter_:  # epochs of partial batches can take fewer steps than planned
+            if planned > model.n_iter_:  # the plan counts a short batch at every buffer refill: at most
                 progress(steps=planned - model.n_iter_)
             w1, w2 = model.g_
             seconds = time.perf_counter() - t0
@@ -204,16 +211,24 @@ class TopicInterpreter(Interpreter):
 
     def fit_cost(self, shapes: Shapes, targets: list[list[int]], params: dict[str, Any], costs: dict[str, float]
                  ) -> tuple[float, float, float]:
-        """Per target: optimiser steps x one step's measured cost, plus streaming its maps (every step's batch;
-        once when the selection fits in the shuffle buffer); the buffer of float32 maps in memory."""
-        row_MB = 2 * shapes.height * shapes.width * shapes.channels / 1e6  # float16 maps
-        batch, seconds = params["batch_size"], 0.0
+        """Per target: optimiser steps x one step's measured cost, plus streaming its maps: each pass over a
+        selection decompresses every chunk it touches (once in all when the selection fits the shuffle
+        buffer); the buffer of float32 maps and, for a kept selection, its stored chunks in memory."""
+        row_bytes = 2 * shapes.height * shapes.width * shapes.channels  # float16 maps
+        chunk = choose_block_rows(max(row_bytes, 4 * shapes.units), shapes.n_rows)
+        n_chunks = -(-shapes.n_rows // chunk)
+        batch, buffer_rows, seconds = params["batch_size"], params["buffer_rows"], 0.0
         for rows in targets:
-            n = sum(rows)
-            per_epoch = -(-(shapes.n_rows if params["training"] == "steps" else n) // batch)
-            steps = int(params["steps"] or params["epochs"] * per_epoch)
-            streamed = n if n <= params["buffer_rows"] else steps * batch
-            seconds += steps * costs["topic_step_s"] + streamed * row_MB * costs["topic_stream_s_per_MB"]
-        buffer = 4 * params["buffer_rows"] * shapes.height * shapes.width * shapes.channels / 2**20
-        return seconds, buffer, len(targets) * 4 * shapes.channels * params["n_topics"] / 2**20
+            n = max(1, sum(rows))
+            if params["training"] == "steps":
+                steps = int(params["steps"] or params["epochs"] * -(-shapes.n_rows // batch))
+            else:
+                steps = params["epochs"] * epoch_steps(n, batch, buffer_rows)
+            touched = min(shapes.n_rows, n_chunks * chunk * (1 - (1 - n / shapes.n_rows) ** chunk))
+            passes = 1.0 if n <= buffer_rows else steps * batch / n
+            streamed_MB = passes * touched * row_bytes / 1e6
+            seconds += steps * costs["topic_step_s"] + streamed_MB * costs["topic_stream_s_per_MB"]
+        largest = max((sum(rows) for rows in targets), default=0)
+        peak = (4 * (buffer_rows + chunk) + (2 if largest <= buffer_rows else 0) * largest) * row_bytes / 2 / 2**20
+        return seconds, peak, len(targets) * 4 * shapes.channels * params["n_topics"] / 2**20
 
