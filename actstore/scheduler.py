@@ -45,7 +45,8 @@ def map_one_thread_each(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]
     """``[fn(*args) for args in calls]`` on ``workers`` threads, in order, BLAS sharing the cores among them
     (one thread each when there are as many workers as cores): for independent compiled (GIL-free) work
     such as per-class fits. On an error or Ctrl-C the calls not started are cancelled; compiled code cannot
-    be interrupted, so the fits already running finish in the background."""
+    be interrupted, so on an error the calls already running are waited for (their reads end cleanly and
+    the error is the last word), and on Ctrl-C they finish in the background."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
@@ -57,8 +58,11 @@ def map_one_thread_each(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]
         futures = [pool.submit(fn, *args) for args in calls]
         try:
             out = [f.result() for f in futures]
-        except BaseException:
+        except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
     pool.shutdown()
     return out

@@ -30,7 +30,7 @@ def test_topic_cost_is_steps_times_the_measured_step_plus_what_it_streams():
     from actstore.interpret.base import get_interpreter
 
     topic = get_interpreter("topic")
-    costs = {"topic_step_s": 0.5, "topic_stream_s_per_MB": 2.0}
+    costs = {"topic_step_s": 0.5, "topic_stream_s_per_MB": 2.0, "topic_reread_s_per_MB": 0.25}
     params = {**topic.defaults(), "batch_size": 64, "epochs": 3, "training": "steps", "buffer_rows": 100}
     chunk_MB = 500 * 2 * 2 * 3 * 8 / 1e6
     small, full = [30, 20], [300, 200]  # a coreset that fits the buffer (read once), the full data (streamed)
@@ -43,6 +43,21 @@ def test_topic_cost_is_steps_times_the_measured_step_plus_what_it_streams():
     assert seconds == pytest.approx((3 * 1 + full_steps) * 0.5 + (1 + full_steps * 64 / 500) * chunk_MB * 2.0)
     params["steps"] = 7  # only "steps" training takes a step budget
     assert topic.fit_cost(_shapes(), [small, full], params, costs)[0] == pytest.approx(seconds)
+
+
+def test_a_sparse_selection_is_decompressed_once_then_reread():
+    """A 150-row selection of 500 in one 4096-row chunk: one pass decompresses the chunk (500 rows); the other
+    passes read its 150 rows back from the compact copy."""
+    from actstore.interpret.base import get_interpreter
+
+    topic = get_interpreter("topic")
+    costs = {"topic_step_s": 0.5, "topic_stream_s_per_MB": 2.0, "topic_reread_s_per_MB": 0.25}
+    params = {**topic.defaults(), "batch_size": 64, "epochs": 3, "training": "steps", "buffer_rows": 100}
+    row_MB = 2 * 2 * 3 * 8 / 1e6
+    steps = 3 * -(-500 // 64)
+    passes = steps * 64 / 150
+    seconds, _, _ = topic.fit_cost(_shapes(), [[100, 50]], params, costs)
+    assert seconds == pytest.approx(steps * 0.5 + 500 * row_MB * 2.0 + (passes - 1) * 150 * row_MB * 0.25)
 
 
 def test_ice_cost_runs_to_max_iter():

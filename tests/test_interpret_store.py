@@ -167,22 +167,46 @@ def test_shuffle_buffer_visits_each_selected_row_once_per_epoch(store_path):
     assert stats["bytes_read"] > 0
 
 
-@pytest.mark.parametrize("buffer_rows", [10, 64])  # streamed through a refilled buffer / read once and kept
-def test_shuffle_buffer_batches_hold_the_stored_rows(store_path, buffer_rows):
+@pytest.mark.parametrize("layout, buffer_rows, store_passes", [
+    ("dense", 10, 3),  # streamed through a refilled buffer: every epoch reads the store
+    ("sparse", 10, 1),  # its chunks hold > 2x its rows: copied once to a temporary file, reread from there
+    ("sparse", 64, 1),  # fits the buffer: read once and kept
+])
+def test_shuffle_buffer_batches_hold_the_stored_rows(store_path, layout, buffer_rows, store_passes):
     from actstore.interpret.topic_store import shuffled_batches
 
     store = open_store(store_path)
     arr = store.maps_array("layer3")
-    rows = np.sort(np.random.default_rng(1).choice(store.n_rows, 30, replace=False))
+    rows = np.arange(30) if layout == "dense" else np.arange(0, 48, 3)
     labels = np.arange(store.n_rows)
     stats: dict = {}
     batches = shuffled_batches(arr, rows, labels, batch_size=4, buffer_rows=buffer_rows, seed=0, stats=stats)
     for epoch in range(3):
+        seen = []
         for x, y in batches(epoch):
             assert x.dtype == np.float32 and len(x) == len(y) <= 4
             np.testing.assert_array_equal(x, np.asarray(arr.oindex[y]).astype(np.float32))
+            seen += y.tolist()
+        assert sorted(seen) == rows.tolist()
     per_epoch = len(rows) * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
-    assert stats["bytes_read"] == per_epoch * (1 if buffer_rows >= len(rows) else 3)
+    assert stats["bytes_read"] == per_epoch * store_passes
+    assert stats.get("compacted_bytes", 0) == (per_epoch if layout == "sparse" and buffer_rows < 16 else 0)
+
+
+def test_a_full_disk_while_copying_a_selection_is_one_clear_error(store_path, monkeypatch):
+    import errno
+
+    from actstore.interpret import topic_store
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(topic_store.os, "pwrite", full)
+    store = open_store(store_path)
+    batches = topic_store.shuffled_batches(store.maps_array("layer3"), np.arange(0, 48, 3), store.labels, 4, 10, 0)
+    with pytest.raises(InterpretError, match="cannot copy the selection's rows to a temporary file in .* "
+                                             r"\(No space left on device\): free space there or point TMPDIR"):
+        list(batches(0))
 
 
 def test_topic_on_a_store_through_the_models_head(tmp_path, with_trained):

@@ -64,10 +64,8 @@ def nndsvda(U: np.ndarray, S: np.ndarray, V: np.ndarray, fill: float) -> tuple[n
         xn, yn = np.abs(np.minimum(x, 0)), np.abs(np.minimum(y, 0))
         xpn, ypn, xnn, ynn = (np.sqrt(np.dot(v, v)) for v in (xp, yp, xn, yn))
         mp, mn = xpn * ypn, xnn * ynn
-        if mp > mn:
-            u, v, sigma = xp / xpn, yp / ypn, mp
-        else:
-            u, v, sigma = xn / xnn, yn / ynn, mn
+        with np.errstate(invalid="ignore", divide="ignore"):  # all-zero maps: NaN, reported by the fit as undefined
+            u, v, sigma = (xp / xpn, yp / ypn, mp) if mp > mn else (xn / xnn, yn / ynn, mn)
         lbd = np.sqrt(S[j] * sigma)
         W[:, j], H[j] = lbd * u, lbd * v
     W[W < 1e-6] = fill
