@@ -193,6 +193,26 @@ def test_shuffle_buffer_batches_hold_the_stored_rows(store_path, layout, buffer_
     assert stats.get("compacted_bytes", 0) == (per_epoch if layout == "sparse" and buffer_rows < 16 else 0)
 
 
+def test_an_epoch_left_early_leaves_a_partial_copy_that_later_epochs_complete(store_path):
+    """The topic model stops reading when its step budget is spent: the chunks copied so far are reread, the
+    rest read from the store once and appended; every row is still the stored one."""
+    from actstore.interpret.topic_store import shuffled_batches
+
+    store = open_store(store_path)
+    arr = store.maps_array("layer3")
+    rows, stats = np.arange(0, 48, 3), {}
+    batches = shuffled_batches(arr, rows, np.arange(store.n_rows), 4, 10, 0, stats)
+    next(iter(batches(0)))  # abandoned after one batch
+    for epoch in (1, 2):
+        seen = []
+        for x, y in batches(epoch):
+            np.testing.assert_array_equal(x, np.asarray(arr.oindex[y]).astype(np.float32))
+            seen += y.tolist()
+        assert sorted(seen) == rows.tolist()
+    per_epoch = len(rows) * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
+    assert stats["bytes_read"] == stats["compacted_bytes"] == per_epoch
+
+
 def test_a_full_disk_while_copying_a_selection_is_one_clear_error(store_path, monkeypatch):
     import errno
 
@@ -205,7 +225,7 @@ def test_a_full_disk_while_copying_a_selection_is_one_clear_error(store_path, mo
     store = open_store(store_path)
     batches = topic_store.shuffled_batches(store.maps_array("layer3"), np.arange(0, 48, 3), store.labels, 4, 10, 0)
     with pytest.raises(InterpretError, match="cannot copy the selection's rows to a temporary file in .* "
-                                             r"\(No space left on device\): free space there or point TMPDIR"):
+                                             r"\(No space left on device\): free space there or set ACTSTORE_HOME"):
         list(batches(0))
 
 

@@ -64,8 +64,10 @@ def nndsvda(U: np.ndarray, S: np.ndarray, V: np.ndarray, fill: float) -> tuple[n
         xn, yn = np.abs(np.minimum(x, 0)), np.abs(np.minimum(y, 0))
         xpn, ypn, xnn, ynn = (np.sqrt(np.dot(v, v)) for v in (xp, yp, xn, yn))
         mp, mn = xpn * ypn, xnn * ynn
-        with np.errstate(invalid="ignore", divide="ignore"):  # all-zero maps: NaN, reported by the fit as undefined
-            u, v, sigma = (xp / xpn, yp / ypn, mp) if mp > mn else (xn / xnn, yn / ynn, mn)
+        if mp > mn:  # a zero norm (all-zero maps) gives zeros, as in _nndsvda_blocks
+            u, v, sigma = xp / max(xpn, 1e-300), yp / max(ypn, 1e-300), mp
+        else:
+            u, v, sigma = xn / max(xnn, 1e-300), yn / max(ynn, 1e-300), mn
         lbd = np.sqrt(S[j] * sigma)
         W[:, j], H[j] = lbd * u, lbd * v
     W[W < 1e-6] = fill

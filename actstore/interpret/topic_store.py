@@ -13,10 +13,12 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ..config import home
 from ..errors import InterpretError
 from ..params import Integral, Interval
 from ..store.convert import as_float32
@@ -34,29 +36,32 @@ COMPACT_RATIO = 2  # a selection whose chunks hold this many times its rows is c
 
 
 class _Compact:
-    """A sparse selection's rows, copied as stored into an unlinked temporary file on their first read:
-    later passes read them back instead of decompressing every chunk they touch again (a 5 % coreset
-    of a store decompresses twenty rows for each one it keeps). Positional writes and reads (no memory
-    map: a full disk is an OSError, not a SIGBUS, and the pages stay out of the process's RSS)."""
+    """A sparse selection's rows, copied as stored into an unlinked temporary file under the actstore home
+    (on the stores' disk, not a RAM-backed /tmp) on their first read: later passes read them back instead
+    of decompressing every chunk they touch again (a 5 % coreset of a store decompresses twenty rows for
+    each one it keeps). Positional writes and reads (no memory map: a full disk is an OSError, not a
+    SIGBUS, and the pages stay out of the process's RSS)."""
 
-    def __init__(self, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
+    def __init__(self, folder: Path, row_shape: tuple[int, ...], dtype: np.dtype) -> None:
         import tempfile
 
-        self.row_shape, self.dtype = row_shape, np.dtype(dtype)
+        self.folder, self.row_shape, self.dtype = folder, row_shape, np.dtype(dtype)
         self.row_bytes = self.dtype.itemsize * int(np.prod(row_shape))
-        self.file = tempfile.TemporaryFile(prefix="actstore-topic-rows-")  # unlinked: nothing is left behind
+        self.file = tempfile.TemporaryFile(prefix="actstore-topic-rows-", dir=folder)  # unlinked: nothing left
         weakref.finalize(self, self.file.close)  # closed with the last pass that can read it
         self.where: dict[int, int] = {}  # chunk -> its first row in the file
         self.rows = 0
 
     def add(self, key: int, x: np.ndarray) -> None:
+        data = memoryview(np.ascontiguousarray(x, self.dtype)).cast("B")
         try:
-            os.pwrite(self.file.fileno(), np.ascontiguousarray(x, self.dtype).tobytes(), self.rows * self.row_bytes)
+            written = os.pwrite(self.file.fileno(), data, self.rows * self.row_bytes)
         except OSError as exc:
-            import tempfile
-
-            raise InterpretError(f"cannot copy the selection's rows to a temporary file in {tempfile.gettempdir()} "
-                                 f"({exc.strerror}): free space there or point TMPDIR elsewhere") from None
+            written, why = -1, exc.strerror
+        if written != data.nbytes:
+            why = why if written < 0 else f"{written} of {data.nbytes} bytes written"
+            raise InterpretError(f"cannot copy the selection's rows to a temporary file in {self.folder} ({why}): "
+                                 "free space there or set ACTSTORE_HOME to a folder with room")
         self.where[key] = self.rows
         self.rows += len(x)
 
@@ -71,18 +76,22 @@ class _Compact:
 
 def _compact_for(arr: Any, by_chunk: dict[int, np.ndarray], n: int, buffer_rows: int) -> _Compact | None:
     """A compact copy when the selection overflows the buffer, its chunks hold ``COMPACT_RATIO`` times its
-    rows, and the temporary folder has room for it twice over; else None (the chunks are read every pass)."""
+    rows, and the actstore home has room for it twice over; else None (the chunks are read every pass)."""
     import shutil
-    import tempfile
 
     chunk = arr.chunks[0]
     decompressed = sum(min(chunk, arr.shape[0] - c * chunk) for c in by_chunk)
     need = n * arr.dtype.itemsize * int(np.prod(arr.shape[1:]))
-    if n <= buffer_rows or decompressed < COMPACT_RATIO * n:
+    if n <= buffer_rows or decompressed < COMPACT_RATIO * n or not hasattr(os, "preadv"):
         return None
-    if shutil.disk_usage(tempfile.gettempdir()).free < 2 * need:
+    try:
+        folder = home()
+        folder.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(folder).free < 2 * need:
+            return None
+        return _Compact(folder, tuple(arr.shape[1:]), arr.dtype)
+    except OSError:  # no room or no rights there: read the chunks every pass
         return None
-    return _Compact(tuple(arr.shape[1:]), arr.dtype)
 
 
 def shuffled_batches(arr: Any, rows: np.ndarray, labels: np.ndarray, batch_size: int, buffer_rows: int,
@@ -161,16 +170,17 @@ def _seconds(fn: Callable[[], Any]) -> float:
 
 def _stream_cost(shape: tuple[int, ...], batch: int, buffer_rows: int) -> tuple[float, float]:
     """Seconds per stored MB of an epoch of ``shuffled_batches`` over float16 ReLU maps of ``shape`` in a
-    temporary zarr array laid out as a store lays out its maps (about 64 MB): reading every chunk, and
+    temporary zarr array laid out as a store lays out its maps (64 MB, or 4 batches if more): reading every chunk, and
     rereading a sparse selection's compact copy (every third row)."""
     import tempfile
 
     import zarr
 
     row_bytes = 2 * int(np.prod(shape))
-    rows = max(6 * batch, 64 * 2**20 // row_bytes)
+    rows = max(4 * batch, 64 * 2**20 // row_bytes)
     chunk = choose_block_rows(row_bytes, rows)
-    data = np.maximum(np.random.default_rng(0).standard_normal((rows, *shape), np.float32), 0).astype(np.float16)
+    data = np.random.default_rng(0).standard_normal((rows, *shape), np.float32)
+    data = np.maximum(data, 0, out=data).astype(np.float16)
     with tempfile.TemporaryDirectory() as tmp:
         arr = zarr.create_array(f"{tmp}/maps.zarr", shape=data.shape, chunks=(chunk, *shape), dtype="float16",
                                 **codecs_for("float16"))
