@@ -9,11 +9,12 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["peak_rss_mb", "reset_peak_rss", "measured"]
+__all__ = ["peak_rss_mb", "reset_peak_rss", "measured", "fastest"]
 
 
 def peak_rss_mb() -> float:
@@ -26,6 +27,16 @@ def peak_rss_mb() -> float:
         pass
     scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024  # bytes on macOS, KiB elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def fastest(fn: Callable[[], Any], repeats: int = 2) -> float:
+    """The fastest of ``repeats`` runs of ``fn()`` (seconds): the machine's cost, not its noise."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def reset_peak_rss() -> bool:

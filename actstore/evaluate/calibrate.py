@@ -24,6 +24,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 from ..config import home
 from ..progress import status
+from ..resources import fastest
 
 __all__ = ["machine", "calibration", "model_costs", "interpreter_costs", "phi_costs", "model_key",
            "busy_warning", "CALIBRATION_FILE"]
@@ -49,23 +50,14 @@ def machine() -> dict[str, Any]:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_GB": round(memory / 2**30, 1),
-            "cuda": torch.cuda.is_available(), "versions": {"calibration": CALIBRATION_VERSION, "actstore": __version__, "numpy": np.__version__,
-                                                            "torch": torch.__version__, "sklearn": sklearn.__version__}}
-
-
-def _timed(fn: Any, repeats: int = 2) -> float:
-    """The fastest of ``repeats`` runs of ``fn()`` (seconds): the machine's cost, not its noise."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+            "cuda": torch.cuda.is_available(),
+            "versions": {"calibration": CALIBRATION_VERSION, "actstore": __version__, "numpy": np.__version__,
+                         "torch": torch.__version__, "sklearn": sklearn.__version__}}
 
 
 def _gemm() -> float:
     X = np.random.default_rng(0).random((4096, 768))
-    return 2 * 4096 * 768**2 / _timed(lambda: X.T @ X) / 1e9  # GFLOP/s
+    return 2 * 4096 * 768**2 / fastest(lambda: X.T @ X) / 1e9  # GFLOP/s
 
 
 def _ice() -> tuple[float, float]:
@@ -79,8 +71,8 @@ def _ice() -> tuple[float, float]:
                    rng.standard_normal((12000, 128)) - 0.3, 0).astype(np.float32)
     few, many = (ICE(10, max_iter=it, tol=0.0) for it in (2, 12))
     with threadpool_limits(1, user_api="blas"):  # one core's rate: the store driver spreads classes over cores
-        per_iter = max(1e-12, (_timed(lambda: many.fit(A)) - _timed(lambda: few.fit(A))) / 10) / (12000 * 128 * 10)
-        nnls = _timed(lambda: many.transform(A)) / (12000 * 128 * 10 * many.max_iter)
+        per_iter = max(1e-12, (fastest(lambda: many.fit(A)) - fastest(lambda: few.fit(A))) / 10) / (12000 * 128 * 10)
+        nnls = fastest(lambda: many.transform(A)) / (12000 * 128 * 10 * many.max_iter)
     return per_iter, nnls
 
 
@@ -91,7 +83,7 @@ def _dgpruning() -> float:
     X = np.abs(np.random.default_rng(0).standard_normal((1500, 256))).astype(np.float32)
     y = np.zeros(1500, np.int64)
     dgpruning(X[:50], y[:50], 0.5)  # compile
-    return _timed(lambda: dgpruning(X, y, 0.5)) / (1500**2 * 256)
+    return fastest(lambda: dgpruning(X, y, 0.5)) / (1500**2 * 256)
 
 
 def _vebi_solve() -> float:
@@ -103,7 +95,7 @@ def _vebi_solve() -> float:
     y = rng.integers(0, 10, 3000)
     X[np.arange(3000), y * 7] += 3.0
     G, b, _ = gram_stats(X / X.sum(1, keepdims=True), y, 10)
-    return _timed(lambda: [solve_mu_lasso(G, b[:, c], 3000, 1e-2) for c in range(10)], 1) / (10 * 2000)
+    return fastest(lambda: [solve_mu_lasso(G, b[:, c], 3000, 1e-2) for c in range(10)], 1) / (10 * 2000)
 
 
 def _read() -> float:
@@ -119,7 +111,7 @@ def _read() -> float:
         arr = zarr.create_array(f"{tmp}/a.zarr", shape=data.shape, chunks=(256, 8, 8, 64), dtype="float16",
                                 **codecs_for("float16"))
         arr[:] = data
-        return data.nbytes / 1e6 / _timed(lambda: arr[:])
+        return data.nbytes / 1e6 / fastest(lambda: arr[:])
 
 
 def measure() -> dict[str, float]:
@@ -196,7 +188,7 @@ def _forward_rate(probe: Any, size: int) -> float:
     try:
         probe.to(dev)
         probe(x[:1])  # warm up (FX, allocator)
-        return len(x) / _timed(run, 3)
+        return len(x) / fastest(run, 3)
     finally:
         probe.to("cpu")
 
@@ -215,10 +207,10 @@ def phi_costs(cal: dict[str, Any], width: int) -> dict[str, float]:
     if str(width) not in cached:
         rng = np.random.default_rng(0)
         X, Y = (np.maximum(rng.standard_normal((2000, width), np.float32), 0) for _ in range(2))
-        update = _timed(lambda: ShapeStats().update(X, Y))
+        update = fastest(lambda: ShapeStats().update(X, Y))
         stats = ShapeStats().update(X, Y)
-        svd = _timed(lambda: stats.distance(1.0))
-        spectra = _timed(lambda: ShapeStats().update(X, Y).distance(0.5)) - update - svd
+        svd = fastest(lambda: stats.distance(1.0))
+        spectra = fastest(lambda: ShapeStats().update(X, Y).distance(0.5)) - update - svd
         cached[str(width)] = {"phi_s_per_row_d2": update / (2000 * width * width), "phi_svd_s": svd,
                               "phi_eigh_s": max(0.0, spectra)}
         _save(cal)
@@ -250,7 +242,7 @@ def model_costs(cal: dict[str, Any], loaded: Any, layers: list[str], units: bool
     probe, shape, head = _model_parts(loaded, layers, units)
     maps = np.abs(np.random.default_rng(0).standard_normal((256, *shape))).astype(np.float32)
     load = _load_average()
-    head_s = _timed(lambda: head.logits(maps)) / 256
+    head_s = fastest(lambda: head.logits(maps)) / 256
     costs = {"images_per_s": _forward_rate(probe, loaded.input_size), "head_s_per_row": head_s, "load": load}
     cal["models"][key] = costs
     _save(cal)

@@ -12,8 +12,8 @@ the ρ grid) times per-unit costs measured on this machine (:mod:`.calibrate`). 
   VEBI rows · P² per target plus its solves, the topic model's steps x one step's cost at the run's
   batch, topics and hidden width, streaming included);
 - evaluate, per class and target: Φ's statistics on Z (rows x width²) and its SVD and
-  eigendecompositions, measured at Z's width (``Interpreter.z_width``), the head on the class's rows, and what the
-  interpreter adds (``Interpreter.eval_cost``: ICE's transform, VEBI's ablation through the model).
+  eigendecompositions, measured at Z's width (``Interpreter.z_width``), the head on the class's rows,
+  and what the interpreter adds (``Interpreter.eval_cost``: ICE's transform, VEBI's ablation through the model).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import numpy as np
 from ..config import home
 from ..errors import InterpretError
 from ..params import Integral, Interval
+from ..resources import fastest
 from ..store.convert import as_float32
 from ..store.reader import ActivationStore
 from ..store.schema import choose_block_rows, codecs_for
@@ -158,20 +159,10 @@ def epoch_steps(n: int, batch_size: int, buffer_rows: int) -> int:
     return -(-n // batch_size) + max(0, -(-n // buffer_rows) - 1)
 
 
-def _seconds(fn: Callable[[], Any]) -> float:
-    """The faster of two runs of ``fn()``: the machine's cost, not its noise."""
-    best = float("inf")
-    for _ in range(2):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _stream_cost(shape: tuple[int, ...], batch: int, buffer_rows: int) -> tuple[float, float]:
     """Seconds per stored MB of an epoch of ``shuffled_batches`` over float16 ReLU maps of ``shape`` in a
-    temporary zarr array laid out as a store lays out its maps (64 MB, or 4 batches if more): reading every chunk, and
-    rereading a sparse selection's compact copy (every third row)."""
+    temporary zarr array laid out as a store lays out its maps (64 MB, or 4 batches if more): reading every
+    chunk, and rereading a sparse selection's compact copy (every third row)."""
     import tempfile
 
     import zarr
@@ -187,11 +178,11 @@ def _stream_cost(shape: tuple[int, ...], batch: int, buffer_rows: int) -> tuple[
         arr[:] = data
         labels = np.zeros(rows, np.int64)
         dense = shuffled_batches(arr, np.arange(rows), labels, batch, min(buffer_rows, rows // 2), 0)
-        stream = _seconds(lambda: sum(1 for _ in dense(0))) / (data.nbytes / 1e6)
+        stream = fastest(lambda: sum(1 for _ in dense(0))) / (data.nbytes / 1e6)
         third = np.arange(0, rows, 3)
         sparse = shuffled_batches(arr, third, labels, batch, min(buffer_rows, len(third) // 2), 0)
         sum(1 for _ in sparse(0))  # the first pass copies the rows
-        reread = _seconds(lambda: sum(1 for _ in sparse(1))) / (len(third) * row_bytes / 1e6)
+        reread = fastest(lambda: sum(1 for _ in sparse(1))) / (len(third) * row_bytes / 1e6)
         return stream, reread
 
 
@@ -285,7 +276,7 @@ class TopicInterpreter(Interpreter):
 
         def fit(steps: int) -> float:
             model = TopicModel(head=head, **{**self.estimator_params(params), "training": "steps", "steps": steps})
-            return _seconds(lambda: model.fit(maps, labels))
+            return fastest(lambda: model.fit(maps, labels))
 
         fit(1)  # warm up
         step = max(1e-6, (fit(6) - fit(2)) / 4)
