@@ -7,8 +7,8 @@ component; a row's update depends only on that row, so rows can go first), and t
 H-step needs, WᵀX (float32 per tile, added into float64) and WᵀW (float64). The data are read
 once per iteration and never converted. The float32 products are register-tiled (4 rows x 5
 components on rows of at least ``WIDE_ROWS`` features where AVX-512 has the registers, else 4 x 2:
-20 accumulators need long rows to repay their final horizontal sums) and vectorised by LLVM, with no packing copies of the data (at
-k ~ 10 BLAS's GEMM runs at a quarter of its peak on these shapes).
+20 accumulators need long rows to repay their final horizontal sums) and vectorised by LLVM, with
+no packing copies of the data (at k ~ 10 BLAS's GEMM runs at a quarter of its peak on these shapes).
 
 The violation returned is sklearn's: the summed |projected gradient| of every coordinate visited,
 so ``violation / violation_of_the_first_iteration <= tol`` stops where sklearn stops.
