@@ -92,7 +92,7 @@ def test_bad_input():
 
 
 def test_in_place_blas_accumulation_equals_plain_centred_grams():
-    """The streamed statistics (dsyrk/dgemm on each centred block, Chan's rank-1 corrections in place)
+    """The streamed statistics (dsyrk on each centred block, Chan's rank-1 correction in place)
     equal the centred Grams of all rows, float32 blocks included, and merging is order-free."""
     rng = np.random.default_rng(3)
     X = (rng.standard_normal((700, 9)) * [1, 2, 3, 4, 5, 6, 7, 8, 9] + 50).astype(np.float32)
@@ -111,6 +111,22 @@ def test_in_place_blas_accumulation_equals_plain_centred_grams():
     merged = ShapeStats().merge(parts[2]).merge(parts[0]).merge(parts[1])
     for a in (0.0, 0.5, 1.0):
         assert abs(merged.distance(a) - stats.distance(a)) < 1e-12
+
+
+def test_a_block_larger_than_a_slab_is_added_slab_by_slab(monkeypatch):
+    """One update over several slabs of centred rows (the last one ragged) equals the plain centred Grams."""
+    import actstore.evaluate.shape as shape
+
+    monkeypatch.setattr(shape, "SLAB_BYTES", 1)  # the minimum slab: 256 rows
+    rng = np.random.default_rng(4)
+    X = (rng.standard_normal((700, 6)) + 30).astype(np.float32)
+    Y = rng.standard_normal((700, 4)) * 5
+    stats = ShapeStats().update(X, Y)
+    X64 = X.astype(np.float64)
+    Xc, Yc = X64 - X64.mean(0), Y - Y.mean(0)
+    np.testing.assert_allclose(stats.cxx, Xc.T @ Xc, rtol=1e-11)
+    np.testing.assert_allclose(stats.cyy, Yc.T @ Yc, rtol=1e-11)
+    np.testing.assert_allclose(stats.cxy, Xc.T @ Yc, rtol=1e-10, atol=1e-9)
 
 
 def test_matches_real_netrep_when_installed():

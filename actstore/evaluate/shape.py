@@ -27,6 +27,7 @@ from ..errors import EvaluationError
 __all__ = ["ShapeStats", "angular_distance", "EvaluationError", "EIGVAL_FLOOR"]
 
 EIGVAL_FLOOR = 1e-7
+SLAB_BYTES = 8 * 2**20  # centred float64 rows of X and Y together, per BLAS update
 
 
 def _rows(A: np.ndarray, name: str) -> np.ndarray:
@@ -58,10 +59,12 @@ class ShapeStats:
     ``update(X_block, Y_block)`` adds rows (maps are flattened to (rows·H·W, D)); ``merge(other)``
     combines partial statistics; ``distance(alpha)`` gives θ in radians, in [0, π/2].
 
-    Per block: the block's column means (one pass each), the centred block (one pass each), then
-    BLAS in place on the running sums: symmetric rank-k updates (``dsyrk``, upper triangle: half
-    the work of a GEMM) for C_xx and C_yy, one ``dgemm`` for C_xy, and Chan's rank-1 corrections
-    (``dsyr``/``dger``). No d x d temporaries; the Grams are symmetrised when read (``cxx``, ``cyy``).
+    C_xx, C_yy and C_xy are the blocks of one joint Gram J = Σ [x; y][x; y]ᵀ (centred), of which
+    the upper triangle is kept. Per block: the block's column means (one pass each), then slabs of
+    rows centred side by side, [X_c | Y_c], each added with one symmetric rank-k update
+    (``dsyrk``: the same flops as two rank-k updates and a GEMM, at the rate of one larger call,
+    called without the GIL so :meth:`update_all`'s read-ahead runs beside it), and Chan's rank-1
+    correction of J (``dsyr``). No d x d temporaries; C_xx and C_yy are symmetrised when read.
     NaN/Inf are detected from the column sums (any non-finite entry makes its column's sum non-finite).
     """
 
@@ -69,23 +72,32 @@ class ShapeStats:
         self.n = 0
         self.mx: np.ndarray | None = None
         self.my: np.ndarray | None = None
-        self._cxx_u: np.ndarray | None = None  # upper triangles, Fortran order (BLAS updates them in place)
-        self._cyy_u: np.ndarray | None = None
-        self.cxy: np.ndarray | None = None
+        self._j: np.ndarray | None = None  # J's upper triangle, Fortran order (BLAS updates it in place)
         self._eig: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(C_xx's upper triangle, C_yy's upper triangle, C_xy): views of J."""
+        assert self._j is not None and self.mx is not None
+        d = self.mx.size
+        return self._j[:d, :d], self._j[d:, d:], self._j[:d, d:]
 
     @property
     def cxx(self) -> np.ndarray | None:
         """Σ (x - m_x)(x - m_x)ᵀ, the un-normalised centred Gram of X (d_x x d_x)."""
-        return None if self._cxx_u is None else _upper_to_full(self._cxx_u)
+        return None if self._j is None else _upper_to_full(self._blocks()[0])
 
     @property
     def cyy(self) -> np.ndarray | None:
         """Σ (y - m_y)(y - m_y)ᵀ (d_y x d_y)."""
-        return None if self._cyy_u is None else _upper_to_full(self._cyy_u)
+        return None if self._j is None else _upper_to_full(self._blocks()[1])
+
+    @property
+    def cxy(self) -> np.ndarray | None:
+        """Σ (x - m_x)(y - m_y)ᵀ (d_x x d_y)."""
+        return None if self._j is None else self._blocks()[2]
 
     def update(self, X: np.ndarray, Y: np.ndarray) -> ShapeStats:
-        from scipy.linalg.blas import dgemm, dsyrk
+        from .._blas import syrk_upper
 
         X, Y = _rows(X, "X"), _rows(Y, "Y")
         if X.shape[0] != Y.shape[0]:
@@ -99,20 +111,20 @@ class ShapeStats:
                 raise EvaluationError(f"{name} holds NaN or Inf")
         mx, my = sx / n, sy / n
         if self.n and (self.mx.shape != mx.shape or self.my.shape != my.shape):  # type: ignore[union-attr]
-            raise EvaluationError(f"cannot merge statistics of widths {self.mx.shape[0]}/{self.my.shape[0]} "  # type: ignore[union-attr]
-                                  f"and {mx.shape[0]}/{my.shape[0]}")
-        Xc = np.subtract(X, mx)  # float64 (promoted), C order: its transpose is the Fortran matrix BLAS wants
-        Yc = np.subtract(Y, my)
+            raise EvaluationError(f"cannot merge statistics of widths {self.mx.shape[0]}/"  # type: ignore[union-attr]
+                                  f"{self.my.shape[0]} and {mx.shape[0]}/{my.shape[0]}")  # type: ignore[union-attr]
+        dx, d = mx.size, mx.size + my.size
         if self.n == 0:
             self.mx, self.my = mx, my
-            self._cxx_u = np.zeros((mx.size, mx.size), order="F")
-            self._cyy_u = np.zeros((my.size, my.size), order="F")
-            self.cxy = np.zeros((mx.size, my.size), order="F")
-        assert self._cxx_u is not None and self._cyy_u is not None and self.cxy is not None
-        assert self.mx is not None and self.my is not None
-        dsyrk(1.0, Xc.T, beta=1.0, c=self._cxx_u, trans=0, lower=0, overwrite_c=1)  # += Xcᵀ Xc, upper
-        dsyrk(1.0, Yc.T, beta=1.0, c=self._cyy_u, trans=0, lower=0, overwrite_c=1)
-        dgemm(1.0, Xc.T, Yc.T, beta=1.0, c=self.cxy, trans_b=1, overwrite_c=1)  # += Xcᵀ Yc
+            self._j = np.zeros((d, d), order="F")
+        assert self._j is not None
+        step = min(n, max(256, SLAB_BYTES // (8 * d)))
+        slab = np.empty((step, d))  # float64, C order: its rows' transpose is the Fortran matrix BLAS wants
+        for a in range(0, n, step):  # slabs that stay in cache for the BLAS that reads them
+            rows = slab[:min(step, n - a)]
+            np.subtract(X[a:a + step], mx, out=rows[:, :dx])
+            np.subtract(Y[a:a + step], my, out=rows[:, dx:])
+            syrk_upper(self._j, rows)  # J += [Xc | Yc]ᵀ [Xc | Yc], upper triangle
         if self.n:
             self._chan(n, mx, my)
         else:
@@ -133,6 +145,7 @@ class ShapeStats:
         import threading
 
         q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        taken = threading.Semaphore(0)  # the next pair is read only once this one was taken: one pair ahead
         stop = threading.Event()
         done = object()
 
@@ -140,9 +153,12 @@ class ShapeStats:
             while not stop.is_set():
                 try:
                     q.put(item, timeout=0.1)
-                    return True
+                    break
                 except queue.Full:
                     continue
+            while not stop.is_set():
+                if taken.acquire(timeout=0.1):
+                    return True
             return False
 
         def produce() -> None:
@@ -159,6 +175,7 @@ class ShapeStats:
         thread.start()
         try:
             while (item := q.get()) is not done:
+                taken.release()
                 if isinstance(item, BaseException):
                     raise item
                 self.update(*item)
@@ -168,16 +185,14 @@ class ShapeStats:
         return self
 
     def _chan(self, n_b: int, mx_b: np.ndarray, my_b: np.ndarray) -> None:
-        """Chan/Golub/LeVeque: C = C_a + C_b + (n_a n_b / n) δ δᵀ, after C_b was added; moves the means."""
-        from scipy.linalg.blas import dger, dsyr
+        """Chan/Golub/LeVeque: J = J_a + J_b + (n_a n_b / n) δ δᵀ, after J_b was added; moves the means."""
+        from scipy.linalg.blas import dsyr
 
         assert self.mx is not None and self.my is not None
         n = self.n + n_b
         f = self.n * n_b / n
         dx, dy = mx_b - self.mx, my_b - self.my
-        dsyr(f, dx, lower=0, a=self._cxx_u, overwrite_a=1)
-        dsyr(f, dy, lower=0, a=self._cyy_u, overwrite_a=1)
-        dger(f, dx, dy, a=self.cxy, overwrite_a=1)
+        dsyr(f, np.concatenate([dx, dy]), lower=0, a=self._j, overwrite_a=1)
         self.mx = self.mx + dx * (n_b / n)
         self.my = self.my + dy * (n_b / n)
         self.n = n
@@ -186,22 +201,17 @@ class ShapeStats:
         """Chan/Golub/LeVeque: C = C_a + C_b + (n_a n_b / n) δ δᵀ (stable even far from zero mean)."""
         if other.n == 0:
             return self
-        assert other.mx is not None and other.my is not None
-        assert other._cxx_u is not None and other._cyy_u is not None and other.cxy is not None
+        assert other.mx is not None and other.my is not None and other._j is not None
         if self.n == 0:
             self.n, self.mx, self.my = other.n, other.mx.copy(), other.my.copy()
-            self._cxx_u, self._cyy_u = other._cxx_u.copy(order="F"), other._cyy_u.copy(order="F")
-            self.cxy = other.cxy.copy(order="F")
+            self._j = other._j.copy(order="F")
             self._eig.clear()
             return self
-        assert self.mx is not None and self.my is not None
-        assert self._cxx_u is not None and self._cyy_u is not None and self.cxy is not None
+        assert self.mx is not None and self.my is not None and self._j is not None
         if self.mx.shape != other.mx.shape or self.my.shape != other.my.shape:
             raise EvaluationError(f"cannot merge statistics of widths {self.mx.shape[0]}/{self.my.shape[0]} "
                                   f"and {other.mx.shape[0]}/{other.my.shape[0]}")
-        self._cxx_u += other._cxx_u
-        self._cyy_u += other._cyy_u
-        self.cxy += other.cxy
+        self._j += other._j
         self._chan(other.n, other.mx, other.my)
         self._eig.clear()
         return self
@@ -235,16 +245,16 @@ class ShapeStats:
         alpha = _check_alpha(alpha)
         if self.n == 0:
             raise EvaluationError("no rows: update the statistics before asking for a distance")
-        assert self._cxx_u is not None and self._cyy_u is not None and self.cxy is not None
+        cxx_u, cyy_u, cxy = self._blocks()
         if alpha > 1 - EIGVAL_FLOOR:  # netrep's early exit: Z = I
-            vx, vy = float(np.trace(self._cxx_u)), float(np.trace(self._cyy_u))
-            m = self.cxy
+            vx, vy = float(np.trace(cxx_u)), float(np.trace(cyy_u))
+            m = cxy
         else:
             lamx, Vx, lx = self._spectrum("x")
             lamy, Vy, ly = self._spectrum("y")
             wx, wy = self._weights(lamx, alpha), self._weights(lamy, alpha)
             vx, vy = float((wx**2 * lx).sum()), float((wy**2 * ly).sum())
-            m = (Vx * wx).T @ self.cxy @ (Vy * wy)
+            m = (Vx * wx).T @ cxy @ (Vy * wy)
         if vx <= 0 or vy <= 0:
             which = "X" if vx <= 0 else "Y"
             raise EvaluationError(f"the angle is undefined: {which} has no variance (constant or all-zero maps)")

@@ -188,10 +188,10 @@ def accumulate_gram(G: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray) 
     """G += XᵀX and b[:, c] += Σ_{i: y_i = c} x_i, in place, in float64 (X: rows x P unit features).
 
     G (P x P, C or Fortran order, symmetric) gets a symmetric rank-k update (BLAS ``dsyrk``: half
-    a GEMM's work, no P x P temporary) on one triangle, mirrored to the other afterwards; b (P x K)
-    gets each class's row sums (one pass over X, in the classes' order of appearance)."""
-    from scipy.linalg.blas import dsyrk
-
+    a GEMM's work, no P x P temporary, the GIL released so the read-ahead runs beside it) on one
+    triangle, mirrored to the other afterwards; b (P x K) gets each class's row sums (one pass over
+    X, in the classes' order of appearance)."""
+    from .._blas import syrk_upper
     from ._gram_kernels import class_sums, mirror_lower
 
     X = np.asarray(X)
@@ -199,10 +199,10 @@ def accumulate_gram(G: np.ndarray, b: np.ndarray, X: np.ndarray, y: np.ndarray) 
         return
     X64 = np.ascontiguousarray(X, dtype=np.float64)
     if G.flags.c_contiguous:  # Gᵀ is the Fortran matrix BLAS updates in place: its upper triangle is G's lower
-        dsyrk(1.0, X64.T, beta=1.0, c=G.T, trans=0, lower=0, overwrite_c=1)
+        syrk_upper(G.T, X64)
         mirror_lower(G)
     elif G.flags.f_contiguous:
-        dsyrk(1.0, X64.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)  # G's upper triangle: Gᵀ's lower
+        syrk_upper(G, X64)  # G's upper triangle: Gᵀ's lower
         mirror_lower(G.T)
     else:
         G += X64.T @ X64
