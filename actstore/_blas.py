@@ -28,11 +28,18 @@ _CHAR = ctypes.c_char_p
 
 @cache
 def _dsyrk() -> Any:
-    """scipy's Fortran ``dsyrk`` as a ctypes function (every argument by reference)."""
-    from numba.extending import get_cython_function_address
+    """scipy's Fortran ``dsyrk`` as a ctypes function (every argument by reference). Its address comes
+    from the capsule scipy exports for Cython (numba's helper does the same, but importing numba to
+    call it would add LLVM's 50 MB to every process that only evaluates)."""
+    from scipy.linalg import cython_blas
 
+    capsule = cython_blas.__pyx_capi__["dsyrk"]  # type: ignore[attr-defined]
+    name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", ctypes.pythonapi))
+    pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", ctypes.pythonapi))
+    address = pointer(capsule, name(capsule))
     args = (_CHAR, _CHAR, _INT, _INT, _DOUBLE, _PTR, _INT, _DOUBLE, _PTR, _INT)
-    return ctypes.CFUNCTYPE(None, *args)(get_cython_function_address("scipy.linalg.cython_blas", "dsyrk"))
+    return ctypes.CFUNCTYPE(None, *args)(address)
 
 
 def _int(v: int) -> Any:
