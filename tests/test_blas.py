@@ -23,6 +23,7 @@ def test_the_update_accumulates_numpys_product_in_place():
     np.testing.assert_array_equal(np.tril(c, -1), lower_before)  # the other triangle is not touched
     syrk_upper(c, X)
     np.testing.assert_allclose(np.triu(c), np.triu(start + 2 * X.T @ X), rtol=1e-12, atol=1e-12)
+    syrk_upper(np.zeros((0, 0), order="F"), np.ones((4, 0)))  # no features: nothing to add (BLAS would refuse)
     syrk_upper(c, X[:0])  # no rows: nothing changes
     np.testing.assert_allclose(np.triu(c), np.triu(start + 2 * X.T @ X), rtol=1e-12, atol=1e-12)
 
@@ -33,6 +34,12 @@ def test_bad_layouts_are_refused_not_copied():
         syrk_upper(np.zeros((3, 3)), X)  # a C-ordered sum would be updated in a copy: refused
     with pytest.raises(ActstoreError, match="Fortran"):
         syrk_upper(np.zeros((4, 4), order="F"), X)
+    with pytest.raises(ActstoreError, match="got list"):
+        syrk_upper([[0.0] * 3] * 3, X)  # type: ignore[arg-type]
+    readonly = np.zeros((3, 3), order="F")
+    readonly.flags.writeable = False
+    with pytest.raises(ActstoreError, match="writeable"):
+        syrk_upper(readonly, X)
     with pytest.raises(ActstoreError, match="C-ordered float64"):
         syrk_upper(np.zeros((3, 3), order="F"), X.astype(np.float32))
     with pytest.raises(ActstoreError, match="C-ordered float64"):

@@ -98,9 +98,11 @@ def test_w_step_kernel_equals_sklearns_coordinate_descent():
     from actstore.interpret.hals import w_pass
 
     rng = np.random.default_rng(0)
-    # the last two are wide rows (>= hals.WIDE_ROWS: 4 x 5 product tiles where AVX-512 has the registers), k
-    # of 7 and 11 leave 2 and 1 components to the narrower tiles, 37 rows leave a ragged last row group
-    for m, d, k, tile in [(203, 48, 6, 16), (64, 7, 3, 4), (50, 130, 10, 512), (37, 1030, 7, 8), (41, 1024, 11, 16)]:
+    # the last four are wide rows (>= hals.WIDE_ROWS: 4 x 5 product tiles where numba compiles for AVX-512; on
+    # other CPUs they run the 4 x 2 tiles): k of 7 and 11 leave 2 and 1 components to the narrower tiles, 5 and
+    # 10 none, 37 and 41 rows leave a ragged last row group
+    for m, d, k, tile in [(203, 48, 6, 16), (64, 7, 3, 4), (50, 130, 10, 512), (37, 1030, 7, 8), (41, 1024, 11, 16),
+                          (29, 1024, 5, 8), (36, 2048, 10, 12)]:
         X = rng.gamma(0.5, 1.0, (m, d)).astype(np.float32)
         X[rng.random((m, d)) < 0.3] = 0
         H = rng.gamma(0.5, 1.0, (k, d))

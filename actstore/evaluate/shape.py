@@ -181,6 +181,7 @@ class ShapeStats:
                 self.update(*item)
         finally:
             stop.set()
+            taken.release()  # a reader waiting for its pair to be taken ends now, not at its next timeout
             thread.join()
         return self
 
@@ -192,7 +193,7 @@ class ShapeStats:
         n = self.n + n_b
         f = self.n * n_b / n
         dx, dy = mx_b - self.mx, my_b - self.my
-        dsyr(f, np.concatenate([dx, dy]), lower=0, a=self._j, overwrite_a=1)
+        self._j = dsyr(f, np.concatenate([dx, dy]), lower=0, a=self._j, overwrite_a=1)  # in place (Fortran J)
         self.mx = self.mx + dx * (n_b / n)
         self.my = self.my + dy * (n_b / n)
         self.n = n

@@ -26,9 +26,25 @@ from numba import njit
 __all__ = ["w_pass", "cd_sweep", "gram_apply", "right_apply", "left_apply", "check_rows", "tile_rows"]
 
 L2_TILE_BYTES = 512 * 2**10
-# From this many features on, products go 4 rows x 5 components at a time: 20 accumulators, which fit
-# AVX-512's 32 vector registers (with AVX2's 16 they would spill, so there the 4 x 2 tile stays).
-WIDE_ROWS = 1024 if get_host_cpu_features().get("avx512f", False) else 2**62
+
+
+def _wide_rows() -> int:
+    """From this many features on, products go 4 rows x 5 components at a time: 20 accumulators, which fit
+    AVX-512's 32 vector registers (with AVX2's 16 they spill, 1.2x slower, so there the 4 x 2 tile stays).
+    Read from the target numba compiles for (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` when set, else the
+    host). Frozen into numba's cache with the code, whose key holds the same CPU name and features."""
+    from numba.core import config
+
+    if not config.ENABLE_AVX:
+        return 2**62
+    if config.CPU_NAME is not None:
+        avx512 = "+avx512f" in (config.CPU_FEATURES or "").split(",")
+    else:
+        avx512 = bool(get_host_cpu_features().get("avx512f", False))
+    return 1024 if avx512 else 2**62
+
+
+WIDE_ROWS = _wide_rows()
 
 
 def tile_rows(n_features: int) -> int:
