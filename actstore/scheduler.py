@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from .errors import SchedulerError
 
 __all__ = ["SchedulerError", "LOCAL_SCHEDULERS", "check_scheduler", "dask_compute", "connect", "local_cores",
-           "map_one_thread_each"]
+           "map_one_thread_each", "ahead"]
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 CONNECT_TIMEOUT_S = 10.0
@@ -147,3 +147,47 @@ def dask_compute(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], sched
                 raise SchedulerError(f"the workers running a task died {retries + 1} times ({exc}); "
                                      "check their memory limit") from None
             raise
+
+
+def ahead(items: Iterable[Any], depth: int = 1) -> Iterator[Any]:
+    """The items of ``items``, produced on a background thread at most ``depth`` ahead of the consumer (the
+    item being read counts), so reading the next block overlaps the work on this one with bounded memory.
+    An error while producing is raised here, in order; when the consumer stops early (an error, a break)
+    the producer is told to stop, is never left blocked, and is joined."""
+    import queue
+
+    slots = threading.Semaphore(depth)  # items read or being read and not yet taken
+    q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            source = iter(items)
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                try:
+                    item = next(source)
+                except StopIteration:
+                    q.put(done)
+                    return
+                q.put((item,))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True, name="actstore-read-ahead")
+    thread.start()
+    try:
+        while (got := q.get()) is not done:
+            if isinstance(got, BaseException):
+                raise got
+            slots.release()
+            yield got[0]
+    finally:
+        stop.set()
+        slots.release()  # a producer waiting for a slot ends now, not at its next timeout
+        thread.join()

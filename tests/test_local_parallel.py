@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_info
 
 from actstore import interpret, open_store
 from actstore.interpret import ice_store
-from actstore.scheduler import map_one_thread_each
+from actstore.scheduler import ahead, map_one_thread_each
 
 
 def _blas_threads() -> int:
@@ -63,3 +63,34 @@ def test_classes_run_together_only_as_far_as_memory_limit_holds_them(small_store
     assert ice_store._workers(arr, store.class_offsets, 2**40) == min(8, len(store.classes))
     assert ice_store._workers(arr, store.class_offsets, 2 * largest) == 2
     assert ice_store._workers(arr, store.class_offsets, largest // 2) == 1  # streamed, one class at a time
+
+
+def test_ahead_yields_in_order_at_most_depth_ahead_and_joins_its_reader():
+    produced: list[int] = []
+
+    def items():
+        for i in range(6):
+            produced.append(i)
+            yield i
+
+    got = []
+    for i in ahead(items(), depth=2):
+        got.append(i)
+        assert len(produced) <= len(got) + 2  # the item in hand plus at most two read ahead
+    assert got == list(range(6))
+    for i in ahead(items()):  # the consumer stops early: the reader is stopped and joined, not left blocked
+        if i == 1:
+            break
+    assert not any(t.name == "actstore-read-ahead" and t.is_alive() for t in threading.enumerate())
+
+
+def test_ahead_raises_the_producers_error_in_order():
+    def items():
+        yield 0
+        raise OSError("chunk missing")
+
+    got = []
+    with pytest.raises(OSError, match="chunk missing"):
+        for i in ahead(items()):
+            got.append(i)
+    assert got == [0]

@@ -28,6 +28,7 @@ from ..interpret.base import Shapes, get_interpreter
 from .calibrate import busy_warning, calibration, interpreter_costs, model_costs, phi_costs
 from .config import ExperimentConfig
 from .plan import GridPlan, ModelPlan, fit_params, plan_grid
+from .shape import SLAB_BYTES
 
 __all__ = ["Stage", "estimate", "format_estimate"]
 
@@ -110,7 +111,7 @@ def _evaluate(plan: GridPlan, model: str, method: str, costs: dict[str, float], 
                            cfg.vebi_all_layers)
     return Stage("evaluate", model, f"{method}: {len(val_rows)} classes x {n_targets} targets x {len(cfg.alphas)} α",
                  len(val_rows), 0, phi + n * n_targets * costs["head_s_per_row"] + own, 0.0,
-                 500 + 4 * max(val_rows) * hw * d * 3 / 2**20 + 8 * (2 * width) ** 2 / 2**20 + 8)  # + Φ's J, slab
+                 500 + 4 * max(val_rows) * hw * d * 3 / 2**20 + (8 * (2 * width) ** 2 + SLAB_BYTES) / 2**20)
 
 
 def estimate(cfg: ExperimentConfig, cat: Catalog, refresh: bool = False) -> dict[str, Any]:

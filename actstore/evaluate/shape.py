@@ -18,7 +18,6 @@ the scale of Z and the number of rows n·H·W behind Φ.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 
@@ -135,54 +134,13 @@ class ShapeStats:
     def update_all(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], read_ahead: bool = True) -> ShapeStats:
         """:meth:`update` for every (X_block, Y_block) of ``pairs`` (e.g. slices read lazily from two
         stores). With ``read_ahead`` the next pair is produced on a background thread while this one
-        is accumulated, so reading and decompressing a store overlap the BLAS work (the statistics,
-        and so Φ, are the same either way)."""
-        if not read_ahead:
-            for X, Y in pairs:
-                self.update(X, Y)
-            return self
-        import queue
-        import threading
+        is accumulated (:func:`actstore.scheduler.ahead`, one pair ahead), so reading and decompressing
+        a store overlap the BLAS work (the statistics, and so Φ, are the same either way)."""
+        from ..scheduler import ahead
 
-        q: queue.Queue[Any] = queue.Queue(maxsize=1)
-        taken = threading.Semaphore(0)  # the next pair is read only once this one was taken: one pair ahead
-        stop = threading.Event()
-        done = object()
-
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            while not stop.is_set():
-                if taken.acquire(timeout=0.1):
-                    return True
-            return False
-
-        def produce() -> None:
-            try:
-                for X, Y in pairs:
-                    if not put((np.asarray(X), np.asarray(Y))):
-                        return
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-                put(exc)
-                return
-            put(done)
-
-        thread = threading.Thread(target=produce, daemon=True, name="actstore-shape-read-ahead")
-        thread.start()
-        try:
-            while (item := q.get()) is not done:
-                taken.release()
-                if isinstance(item, BaseException):
-                    raise item
-                self.update(*item)
-        finally:
-            stop.set()
-            taken.release()  # a reader waiting for its pair to be taken ends now, not at its next timeout
-            thread.join()
+        arrays = ((np.asarray(X), np.asarray(Y)) for X, Y in pairs)  # read on the thread when it reads ahead
+        for X, Y in ahead(arrays) if read_ahead else arrays:
+            self.update(X, Y)
         return self
 
     def _chan(self, n_b: int, mx_b: np.ndarray, my_b: np.ndarray) -> None:

@@ -11,8 +11,6 @@ subclasses :class:`Interpreter` and decorates it with :func:`register` (see DESI
 from __future__ import annotations
 
 import inspect
-import queue
-import threading
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -284,39 +282,11 @@ def spatial_maps(store: ActivationStore, layer: str | None, who: str) -> tuple[s
 
 def read_ahead(arrays: list[Any], step: int, n: int, first: int = 0) -> Iterator[tuple[int, list[np.ndarray]]]:
     """Yield (start, [array[start:min(n, start+step)] for each]) for start from ``first`` up to ``n``,
-    sequentially, reading one block ahead. If the consumer stops early (an error), the reader thread
-    is told to stop and is not left blocked."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=2)
-    stop = threading.Event()
+    sequentially, reading one block ahead on a thread (:func:`actstore.scheduler.ahead`)."""
+    from ..scheduler import ahead
 
-    def put(item: Any) -> None:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def reader() -> None:
-        try:
-            for start in range(first, n, step):
-                if stop.is_set():
-                    return
-                put((start, [np.asarray(a[start:min(n, start + step)]) for a in arrays]))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            put(exc)
-        put(None)
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    return ahead((start, [np.asarray(a[start:min(n, start + step)]) for a in arrays])
+                 for start in range(first, n, step))
 
 
 def store_model(store: ActivationStore) -> Any:
